@@ -1,0 +1,27 @@
+// The `mfserv` commands. The only code that prints for humans; each returns the exit code.
+#pragma once
+
+#include <string>
+
+namespace mfserv::cli {
+
+// Exit codes, listed in `mfserv --help`.
+constexpr int k_exit_ok = 0;
+constexpr int k_exit_error = 1;        // the command failed (the message says why)
+constexpr int k_exit_usage = 2;        // bad command line
+constexpr int k_exit_not_running = 3;  // no supervisor runs for this home
+constexpr int k_exit_apps_failed = 4;  // run --detach: some apps could not start
+
+struct Globals {
+  std::string home;
+  bool json = false;
+};
+
+int cmd_run(const Globals& globals, int port, bool detach);
+int cmd_stop(const Globals& globals);
+int cmd_ps(const Globals& globals);
+int cmd_nginx_conf(const Globals& globals, int port);
+int cmd_plugin_develop(const Globals& globals, const std::string& dir);
+int cmd_plugin_list(const Globals& globals);
+
+}  // namespace mfserv::cli

@@ -1,0 +1,217 @@
+// cgroup v1 backend (legacy and hybrid hosts): one hierarchy per controller. Directories are
+// created and deleted through libcgroup (it knows every controller's mount point); limits are
+// written to the control files directly so that a failure names the exact file and value.
+// Kernel reference: Documentation/admin-guide/cgroup-v1/{memory,pids,freezer-subsystem}.rst.
+#include <libcgroup.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <fcntl.h>
+
+#include "isolation/cgroup_backends.hpp"
+#include "isolation/cgroup_fs.hpp"
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+namespace mfserv::isolation {
+namespace {
+
+struct CgroupDeleter {
+  void operator()(struct cgroup* cg) const { cgroup_free(&cg); }
+};
+using CgroupPtr = std::unique_ptr<struct cgroup, CgroupDeleter>;
+
+class V1Backend final : public CgroupBackend {
+ public:
+  explicit V1Backend(std::map<std::string, std::string> mounts) : m_mounts(std::move(mounts)) {}
+
+  std::string mode() const override { return "v1"; }
+
+  std::string describe() const override {
+    std::string text = "cgroup v1 (controllers:";
+    for (const auto& [name, mount] : m_mounts) {
+      text += " " + name;
+    }
+    return text + ")";
+  }
+
+  Status create(const std::string& rel, const CgroupLimits& limits) override {
+    if (auto st = require_controllers(limits); !st) {
+      return st.error().with_context("cgroup " + rel);
+    }
+    CgroupPtr cg(cgroup_new_cgroup(rel.c_str()));
+    if (!cg) {
+      return Error("cgroup " + rel + ": libcgroup could not allocate it");
+    }
+    for (const auto& [name, mount] : m_mounts) {
+      if (!cgroup_add_controller(cg.get(), name.c_str())) {
+        return Error("cgroup " + rel + ": libcgroup refused controller " + name);
+      }
+    }
+    if (int rc = cgroup_create_cgroup(cg.get(), 0); rc != 0) {
+      return Error("creating cgroup " + rel + ": " + cgroup_strerror(rc));
+    }
+    return apply_limits(rel, limits);
+  }
+
+  Result<std::vector<UniqueFd>> open_procs(const std::string& rel) override {
+    std::vector<UniqueFd> fds;
+    for (const auto& [name, mount] : m_mounts) {
+      std::string path = mount + "/" + rel + "/cgroup.procs";
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!fd) {
+        return Error::from_errno("opening " + path);
+      }
+      fds.push_back(std::move(fd));
+    }
+    return fds;
+  }
+
+  std::vector<pid_t> pids(const std::string& rel) override {
+    return subtree_pids(dir("memory", rel));
+  }
+
+  Status kill_all(const std::string& rel, int timeout_ms) override {
+    // v1 has no cgroup.kill: freeze the group so nothing forks while we walk it, kill every
+    // pid, thaw so the kills are delivered, and repeat until the group is empty.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    bool has_freezer = m_mounts.count("freezer") != 0;
+    for (;;) {
+      std::string freezer_dir = has_freezer ? dir("freezer", rel) : "";
+      bool frozen = has_freezer && is_directory(freezer_dir) &&
+                    write_control(freezer_dir, "freezer.state", "FROZEN").ok();
+      auto pid_list = pids(rel);
+      for (pid_t pid : pid_list) {
+        ::kill(pid, SIGKILL);
+      }
+      if (frozen) {
+        (void)write_control(freezer_dir, "freezer.state", "THAWED");
+      }
+      if (pid_list.empty()) {
+        return {};
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Error("killing cgroup " + rel + ": " + std::to_string(pid_list.size()) +
+                     " processes still there");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  Status remove(const std::string& rel) override {
+    for (const auto& [name, mount] : m_mounts) {
+      if (auto st = remove_subtree(dir(name, rel)); !st) {
+        return st;
+      }
+    }
+    return {};
+  }
+
+  CgroupUsage usage(const std::string& rel) override {
+    CgroupUsage usage;
+    std::string memory_dir = dir("memory", rel);
+    usage.memory_current = read_number(memory_dir + "/memory.usage_in_bytes");
+    // v1 reports "unlimited" as a huge page-rounded number; keep only real limits.
+    auto limit = read_number(memory_dir + "/memory.limit_in_bytes");
+    if (limit && *limit < (1ULL << 62)) {
+      usage.memory_limit = limit;
+    }
+    // The v1 oom_kill counter is local to each memcg: add the subtree up.
+    for (const auto& d : subtree_dirs_deepest_first(memory_dir)) {
+      usage.oom_kills += read_keyed_value(d + "/memory.oom_control", "oom_kill").value_or(0);
+    }
+    return usage;
+  }
+
+  std::string display_path(const std::string& rel) const override { return "memory:/" + rel; }
+
+ private:
+  std::string dir(const std::string& controller, const std::string& rel) const {
+    auto it = m_mounts.find(controller);
+    return it == m_mounts.end() ? std::string() : it->second + "/" + rel;
+  }
+
+  Status require_controllers(const CgroupLimits& limits) const {
+    auto need = [&](bool wanted, const char* controller, const char* key) -> Status {
+      if (wanted && m_mounts.count(controller) == 0) {
+        return Error(std::string(key) + " needs the v1 '" + controller +
+                     "' controller, which this host does not mount");
+      }
+      return {};
+    };
+    for (auto st : {need(limits.pids_max.has_value(), "pids", "pids_max"),
+                    need(limits.cpu_weight.has_value(), "cpu", "cpu_weight"),
+                    need(!limits.cpu_max.empty(), "cpu", "cpu_max")}) {
+      if (!st) {
+        return st;
+      }
+    }
+    return {};
+  }
+
+  Status apply_limits(const std::string& rel, const CgroupLimits& limits) {
+    std::string memory_dir = dir("memory", rel);
+    if (limits.memory_max) {
+      if (auto st = write_control(memory_dir, "memory.limit_in_bytes",
+                                  std::to_string(*limits.memory_max));
+          !st) {
+        return st;
+      }
+      // memsw is memory+swap: memory_max + swap_max keeps swap use at swap_max. Hosts booted
+      // without swap accounting have no memsw file; they get no swap limit (logged by caller).
+      if (limits.swap_max && path_exists(memory_dir + "/memory.memsw.limit_in_bytes")) {
+        if (auto st = write_control(memory_dir, "memory.memsw.limit_in_bytes",
+                                    std::to_string(*limits.memory_max + *limits.swap_max));
+            !st) {
+          return st;
+        }
+      }
+    }
+    if (limits.memory_high) {
+      if (auto st = write_control(memory_dir, "memory.soft_limit_in_bytes",
+                                  std::to_string(*limits.memory_high));
+          !st) {
+        return st;
+      }
+    }
+    if (limits.pids_max) {
+      if (auto st = write_control(dir("pids", rel), "pids.max", std::to_string(*limits.pids_max));
+          !st) {
+        return st;
+      }
+    }
+    if (limits.cpu_weight) {
+      // cpu.shares default 1024 matches cpu.weight default 100.
+      auto shares = std::max<std::uint64_t>(2, *limits.cpu_weight * 1024 / 100);
+      if (auto st = write_control(dir("cpu", rel), "cpu.shares", std::to_string(shares)); !st) {
+        return st;
+      }
+    }
+    if (!limits.cpu_max.empty()) {
+      auto parts = split(limits.cpu_max, ' ');
+      std::string period = parts.size() > 1 ? parts[1] : "100000";
+      std::string quota = parts[0] == "max" ? "-1" : parts[0];
+      if (auto st = write_control(dir("cpu", rel), "cpu.cfs_period_us", period); !st) {
+        return st;
+      }
+      if (auto st = write_control(dir("cpu", rel), "cpu.cfs_quota_us", quota); !st) {
+        return st;
+      }
+    }
+    return {};
+  }
+
+  std::map<std::string, std::string> m_mounts;
+};
+
+}  // namespace
+
+std::unique_ptr<CgroupBackend> make_v1_backend(std::map<std::string, std::string> mounts) {
+  return std::make_unique<V1Backend>(std::move(mounts));
+}
+
+}  // namespace mfserv::isolation

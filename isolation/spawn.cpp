@@ -1,0 +1,197 @@
+#include "isolation/spawn.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "isolation/cgroup.hpp"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace mfserv::isolation {
+namespace {
+
+// What the child reports when a step fails.
+struct ChildFailure {
+  int step;
+  int error;
+};
+
+enum Step : int {
+  k_step_session = 1,
+  k_step_cgroup,
+  k_step_fds,
+  k_step_rlimit,
+  k_step_chdir,
+  k_step_exec,
+};
+
+const char* step_name(int step) {
+  switch (step) {
+    case k_step_session: return "creating a session";
+    case k_step_cgroup: return "joining the cgroup";
+    case k_step_fds: return "setting up stdio and the listening socket";
+    case k_step_rlimit: return "applying rlimits";
+    case k_step_chdir: return "entering the working directory";
+    case k_step_exec: return "executing the command";
+    default: return "an unknown step";
+  }
+}
+
+[[noreturn]] void fail(int pipe_fd, int step) {
+  ChildFailure failure{step, errno};
+  (void)!::write(pipe_fd, &failure, sizeof failure);
+  ::_exit(127);
+}
+
+// Writes the decimal value of PID into the digits reserved at the end of ENTRY.
+void fill_pid(char* entry, pid_t pid) {
+  size_t len = std::strlen(entry);
+  char* end = entry + len;
+  char digits[16];
+  int n = 0;
+  long value = pid;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  char* start = std::strchr(entry, '=') + 1;
+  for (int i = 0; i < n && start + i < end; ++i) {
+    start[i] = digits[n - 1 - i];
+  }
+  start[n] = '\0';
+}
+
+[[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp,
+                            char* listen_pid_entry, int null_fd, int pipe_fd) {
+  // Signals blocked or ignored by the supervisor's event loop must not leak into the app.
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    signal(sig, SIG_DFL);
+  }
+  if (spec.new_session && ::setsid() < 0) {
+    fail(pipe_fd, k_step_session);
+  }
+  if (int err = join_cgroup_fds(spec.cgroup_procs_fds.data(),
+                                static_cast<int>(spec.cgroup_procs_fds.size()));
+      err != 0) {
+    errno = err;
+    fail(pipe_fd, k_step_cgroup);
+  }
+  // Every source fd is >= 3 (the supervisor's own stdio holds 0-2), so targets 0-2 never
+  // clobber a source; fd 3 is set last.
+  int out = spec.output_fd >= 0 ? spec.output_fd : null_fd;
+  if (::dup2(null_fd, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) {
+    fail(pipe_fd, k_step_fds);
+  }
+  if (spec.listen_fd >= 0) {
+    if (spec.listen_fd == 3) {
+      if (::fcntl(3, F_SETFD, 0) < 0) {
+        fail(pipe_fd, k_step_fds);
+      }
+    } else if (::dup2(spec.listen_fd, 3) < 0) {
+      fail(pipe_fd, k_step_fds);
+    }
+    fill_pid(listen_pid_entry, ::getpid());
+  }
+  // Nothing else crosses exec (the failure pipe is close-on-exec already).
+  int first_closed = spec.listen_fd >= 0 ? 4 : 3;
+  if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (int fd = first_closed; fd < 1024; ++fd) {
+      if (fd != pipe_fd) {
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      }
+    }
+  }
+  for (const auto& [resource, value] : spec.rlimits) {
+    struct rlimit limit{value, value};
+    if (::setrlimit(resource, &limit) < 0) {
+      fail(pipe_fd, k_step_rlimit);
+    }
+  }
+  ::umask(spec.umask);
+  if (!spec.workdir.empty() && ::chdir(spec.workdir.c_str()) < 0) {
+    fail(pipe_fd, k_step_chdir);
+  }
+  ::execve(argv[0], argv, envp);
+  fail(pipe_fd, k_step_exec);
+}
+
+}  // namespace
+
+std::vector<std::string> shell_argv(const std::string& command) {
+  return {"/bin/sh", "-c", "exec " + command};
+}
+
+Result<Spawned> spawn(const SpawnSpec& spec) {
+  if (spec.argv.empty()) {
+    return Error("spawning: empty command");
+  }
+  // Everything the child needs is allocated here, before fork.
+  std::vector<std::string> env = spec.env;
+  if (spec.listen_fd >= 0) {
+    env.emplace_back("LISTEN_FDS=1");
+    env.emplace_back("LISTEN_FDNAMES=http");
+    env.emplace_back("LISTEN_PID=0000000000000000");
+  }
+  std::vector<char*> argv;
+  for (const auto& arg : spec.argv) {
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  }
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  char* listen_pid_entry = nullptr;
+  for (auto& entry : env) {
+    envp.push_back(entry.data());
+    if (entry.rfind("LISTEN_PID=", 0) == 0) {
+      listen_pid_entry = entry.data();
+    }
+  }
+  envp.push_back(nullptr);
+
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null_fd) {
+    return Error::from_errno("opening /dev/null");
+  }
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) < 0) {
+    return Error::from_errno("creating the start-up pipe");
+  }
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    return Error::from_errno("fork");
+  }
+  if (pid == 0) {
+    run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(), write_end.get());
+  }
+  write_end.reset();
+  ChildFailure failure{};
+  ssize_t n;
+  do {
+    n = ::read(read_end.get(), &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof failure)) {
+    ::waitpid(pid, nullptr, 0);
+    return Error(std::string("starting ") + spec.argv[0] + ": " + step_name(failure.step),
+                 failure.error);
+  }
+  Spawned spawned;
+  spawned.pid = pid;
+  spawned.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  return spawned;
+}
+
+}  // namespace mfserv::isolation

@@ -1,0 +1,589 @@
+// Renders the nginx front (FrontConfig + AppRoutes) to nginx.conf text in MFSERV's URL layout
+// (reference §3): per app one upstream, and per route a static alias location and a proxy
+// location. Pure text: no system call, and the same model always gives the same bytes, which
+// is what the golden tests in tests/golden/ rely on.
+#include "nginx-gen/nginx_conf.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "util/strings.hpp"
+
+namespace mfserv::nginx {
+namespace {
+
+constexpr std::string_view k_indent = "    ";
+// What follows a route in every regex location: the bare route or route/anything, the
+// anything captured as $locrq for alias (MFSERV's regex).
+constexpr std::string_view k_route_tail = "(?:/(?<locrq>.*))?$";
+constexpr std::string_view k_log_format = "mfserv_json";
+constexpr int k_worker_connections = 4096;
+// A proxied request holds two descriptors (client and upstream), plus logs and files served.
+constexpr int k_worker_rlimit_nofile = 2 * k_worker_connections + 1024;
+constexpr int k_upstream_keepalive = 16;
+
+// Indented text, one directive per line.
+class ConfWriter {
+ public:
+  void line(std::string_view text) {
+    for (int i = 0; i < m_depth; ++i) {
+      m_text += k_indent;
+    }
+    m_text += text;
+    m_text += '\n';
+  }
+  void open(std::string_view header) {
+    line(std::string(header) + " {");
+    ++m_depth;
+  }
+  void close() {
+    --m_depth;
+    line("}");
+  }
+  void blank() { m_text += '\n'; }
+  std::string take() { return std::move(m_text); }
+
+ private:
+  std::string m_text;
+  int m_depth = 0;
+};
+
+// A location block before it is ordered and written.
+struct Location {
+  // The order of the enumerators is the order in the file.
+  enum class Kind { exact, regex, root, named };
+  Kind kind = Kind::regex;
+  std::string match;       // what follows "location "
+  size_t specificity = 0;  // length of the literal path the regex starts with
+  std::string owner;       // "plugin/app"; "" for the built-in fallback
+  std::vector<std::string> body;
+};
+
+// Routes and static prefixes as the empty string or "/a/b": "/" and "" are the root (so that
+// "/" + "/static" never gives "//static", C12), a trailing '/' is dropped and repeated slashes
+// are merged, as nginx merges them in request URIs before matching.
+std::string normalize_route(std::string_view route) {
+  std::string out;
+  for (char c : route) {
+    if (c == '/' && !out.empty() && out.back() == '/') {
+      continue;
+    }
+    out += c;
+  }
+  while (!out.empty() && out.back() == '/') {
+    out.pop_back();
+  }
+  if (!out.empty() && out.front() != '/') {
+    out.insert(out.begin(), '/');
+  }
+  return out;
+}
+
+std::string regex_escape(std::string_view literal) {
+  constexpr std::string_view k_special = "\\.^$|?*+()[]{}";
+  std::string out;
+  for (char c : literal) {
+    if (k_special.find(c) != std::string_view::npos) {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string app_label(const AppRoute& app) {
+  return app.plugin + "/" + app.app;
+}
+
+std::string request_id_variable(const FrontConfig& front) {
+  return front.accept_incoming_request_id ? "$mfserv_request_id" : "$request_id";
+}
+
+std::vector<std::string> proxy_header_lines(const FrontConfig& front) {
+  return {
+      "proxy_set_header Connection \"\";",
+      "proxy_set_header Host $mfserv_host;",
+      "proxy_set_header X-Real-IP $remote_addr;",
+      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+      "proxy_set_header X-Forwarded-Proto $scheme;",
+      "proxy_set_header X-Forwarded-Host $mfserv_host;",
+      "proxy_set_header X-Request-Id " + request_id_variable(front) + ";",
+  };
+}
+
+std::string response_header_line(const FrontConfig& front) {
+  return "add_header X-Request-Id " + request_id_variable(front) + " always;";
+}
+
+void append(std::vector<std::string>& to, const std::vector<std::string>& lines) {
+  to.insert(to.end(), lines.begin(), lines.end());
+}
+
+std::vector<std::string> owner_lines(const AppRoute& app) {
+  return {"set $mfserv_plugin \"" + app.plugin + "\";", "set $mfserv_app \"" + app.app + "\";"};
+}
+
+// nginx inherits proxy_set_header and add_header only into blocks that set none of their own,
+// so a fragment adding one header would silently drop ours: repeat them before the include.
+std::vector<std::string> include_lines(const std::string& path, const FrontConfig& front,
+                                       bool proxying) {
+  if (path.empty()) {
+    return {};
+  }
+  std::vector<std::string> lines = {
+      "# repeated here: headers set by the fragment would hide "
+      "the inherited ones"};
+  if (proxying) {
+    append(lines, proxy_header_lines(front));
+  }
+  lines.push_back(response_header_line(front));
+  lines.push_back("include " + path + ";");
+  return lines;
+}
+
+std::vector<std::string> proxy_lines(const AppRoute& app, const FrontConfig& front) {
+  std::vector<std::string> lines = owner_lines(app);
+  // No URI part after the upstream: the app sees the request path unchanged (MFSERV).
+  lines.push_back("proxy_pass http://" + upstream_name(app.plugin, app.app) + ";");
+  for (std::string_view phase : {"connect", "send", "read"}) {
+    lines.push_back(fmt::format("proxy_{}_timeout {}s;", phase, app.timeout));
+  }
+  append(lines, include_lines(app.extra_conf_path, front, true));
+  return lines;
+}
+
+// A location for the literal path PATH: `location /` for the root, else MFSERV's regex.
+Location location_at(const AppRoute& app, const std::string& path) {
+  Location location;
+  location.owner = app_label(app);
+  location.specificity = path.size();
+  if (path.empty()) {
+    location.kind = Location::Kind::root;
+    location.match = "/";
+  } else {
+    location.kind = Location::Kind::regex;
+    location.match = "~ ^" + regex_escape(path) + std::string(k_route_tail);
+  }
+  return location;
+}
+
+// Files of static_dir served under PATH by nginx alone.
+Location static_location(const AppRoute& app, const std::string& path, const FrontConfig& front) {
+  Location location = location_at(app, path);
+  location.body = owner_lines(app);
+  if (path.empty()) {
+    location.body.push_back("alias " + app.static_dir + "/;");
+  } else {
+    location.body.push_back("alias " + app.static_dir + "/$locrq;");
+  }
+  append(location.body, include_lines(app.extra_conf_static_path, front, false));
+  return location;
+}
+
+// Empty static prefix on an app with workers: a regular file of static_dir is served, any other
+// request falls through to the app's named location. try_files runs before the request body is
+// read, so a POST reaches the app whole (error_page 404 fallbacks would drop its body), and
+// try_files on a path without a trailing '/' matches regular files only, so "/p/a/" still
+// reaches the app.
+Location static_or_app_location(const AppRoute& app, const std::string& path,
+                                const FrontConfig& front) {
+  Location location = location_at(app, path);
+  location.body = owner_lines(app);
+  location.body.push_back("root " + app.static_dir + ";");
+  const std::string tried = path.empty() ? "$uri" : "/$locrq";
+  location.body.push_back("try_files " + tried + " @" + upstream_name(app.plugin, app.app) + ";");
+  append(location.body, include_lines(app.extra_conf_static_path, front, false));
+  return location;
+}
+
+Location named_app_location(const AppRoute& app, const FrontConfig& front) {
+  Location location;
+  location.kind = Location::Kind::named;
+  location.match = "@" + upstream_name(app.plugin, app.app);
+  location.owner = app_label(app);
+  location.body = proxy_lines(app, front);
+  return location;
+}
+
+Location app_location(const AppRoute& app, const std::string& path, const FrontConfig& front) {
+  Location location = location_at(app, path);
+  location.body = proxy_lines(app, front);
+  return location;
+}
+
+// The locations of APP for each of ROUTES (normalized), in MFSERV's shape: static first.
+void add_app_locations(std::vector<Location>& out, const AppRoute& app,
+                       const std::vector<std::string>& routes, const FrontConfig& front) {
+  const bool has_upstream = !app.sockets.empty();
+  const bool has_statics = app.static_routing && !app.static_dir.empty();
+  const std::string static_prefix = normalize_route(app.static_url_prefix);
+  for (const std::string& route : routes) {
+    if (has_statics && !static_prefix.empty()) {
+      out.push_back(static_location(app, route + static_prefix, front));
+    }
+    if (has_statics && static_prefix.empty()) {
+      if (has_upstream) {
+        out.push_back(static_or_app_location(app, route, front));
+        out.push_back(named_app_location(app, front));
+      } else {
+        out.push_back(static_location(app, route, front));
+      }
+    } else if (has_upstream) {
+      out.push_back(app_location(app, route, front));
+    }
+  }
+}
+
+std::vector<std::string> prefix_routes(const AppRoute& app) {
+  std::vector<std::string> routes;
+  auto add = [&routes](const std::string& route) {
+    std::string normalized = normalize_route(route);
+    if (std::find(routes.begin(), routes.end(), normalized) == routes.end()) {
+      routes.push_back(std::move(normalized));
+    }
+  };
+  if (app.prefix_routing) {
+    add("/" + app.plugin + "/" + app.app);
+  }
+  if (app.plugin_prefix) {
+    add("/" + app.plugin);
+  }
+  for (const std::string& route : app.extra_routes) {
+    add(route);
+  }
+  return routes;
+}
+
+// Requests no app claims get a 404 here rather than nginx's compiled-in html root.
+Location fallback_location() {
+  Location location;
+  location.kind = Location::Kind::root;
+  location.match = "/";
+  location.body = {"return 404;"};
+  return location;
+}
+
+// Writes LOCATIONS most specific first: nginx takes exact matches, then the first regex that
+// matches in file order, then the longest prefix; a longer literal route is a subtree of a
+// shorter one, never the reverse, so regexes go by decreasing literal length. The first claim
+// of a route wins; a later claim by another app is left as a comment.
+void write_locations(ConfWriter& writer, std::vector<Location> locations) {
+  std::stable_sort(locations.begin(), locations.end(), [](const Location& a, const Location& b) {
+    if (a.kind != b.kind) {
+      return a.kind < b.kind;
+    }
+    return a.kind == Location::Kind::regex && a.specificity > b.specificity;
+  });
+  std::vector<std::pair<std::string, std::string>> claimed;  // match, owner
+  bool first = true;
+  for (const Location& location : locations) {
+    auto previous = std::find_if(claimed.begin(), claimed.end(),
+                                 [&](const auto& claim) { return claim.first == location.match; });
+    const bool duplicate = previous != claimed.end();
+    if (duplicate && (location.owner.empty() || location.owner == previous->second)) {
+      continue;
+    }
+    if (!first) {
+      writer.blank();
+    }
+    first = false;
+    if (duplicate) {
+      writer.line("# location " + location.match + " of " + location.owner +
+                  ": already routed to " + previous->second);
+      continue;
+    }
+    claimed.emplace_back(location.match, location.owner);
+    writer.open("location " + location.match);
+    for (const std::string& line : location.body) {
+      writer.line(line);
+    }
+    writer.close();
+  }
+}
+
+void write_builtin_locations(ConfWriter& writer, const FrontConfig& front) {
+  writer.open("location = /__health");
+  writer.line("default_type text/plain;");
+  if (front.running_flag.empty()) {
+    writer.line("return 200 \"OK\\n\";");
+  } else {
+    writer.open("if (-f " + front.running_flag + ")");
+    writer.line("return 200 \"OK\\n\";");
+    writer.close();
+    writer.line("return 503 \"STOPPING\\n\";");
+  }
+  writer.close();
+  writer.blank();
+  writer.open("location = /status");
+  writer.line("stub_status;");
+  writer.line("allow 127.0.0.1;");
+  writer.line("deny all;");
+  writer.close();
+  writer.blank();
+}
+
+void write_server_head(ConfWriter& writer, const FrontConfig& front, bool default_server,
+                       const std::string& server_names) {
+  writer.open("server");
+  writer.line(
+      fmt::format("listen 0.0.0.0:{}{};", front.port, default_server ? " default_server" : ""));
+  writer.line("server_name " + server_names + ";");
+  writer.line("set $mfserv_plugin \"\";");
+  writer.line("set $mfserv_app \"\";");
+  writer.blank();
+}
+
+void write_main_server(ConfWriter& writer, const FrontConfig& front,
+                       const std::vector<AppRoute>& apps) {
+  write_server_head(writer, front, true, "_");
+  write_builtin_locations(writer, front);
+  std::vector<Location> locations;
+  for (const AppRoute& app : apps) {
+    add_app_locations(locations, app, prefix_routes(app), front);
+  }
+  locations.push_back(fallback_location());
+  write_locations(writer, std::move(locations));
+  writer.close();
+}
+
+// APP.PLUGIN.HOST (and the extra vhosts): the app owns the whole URL space of that name.
+void write_virtualdomain_server(ConfWriter& writer, const FrontConfig& front, const AppRoute& app) {
+  std::string names = app.app + "." + app.plugin + "." + front.hostname;
+  for (const std::string& vhost : app.extra_vhosts) {
+    names += " " + vhost;
+  }
+  writer.blank();
+  write_server_head(writer, front, false, names);
+  std::vector<Location> locations;
+  add_app_locations(locations, app, {""}, front);
+  locations.push_back(fallback_location());
+  write_locations(writer, std::move(locations));
+  writer.close();
+}
+
+void write_upstream(ConfWriter& writer, const AppRoute& app) {
+  writer.open("upstream " + upstream_name(app.plugin, app.app));
+  writer.line("least_conn;");
+  for (const std::string& socket : app.sockets) {
+    writer.line("server unix:" + socket + " max_fails=0;");
+  }
+  writer.line(fmt::format("keepalive {};", k_upstream_keepalive));
+  writer.close();
+  writer.blank();
+}
+
+void write_main(ConfWriter& writer, const FrontConfig& front) {
+  writer.line("# Generated by mfserv from the installed plugins; rewritten on every change.");
+  writer.line("daemon off;");
+  writer.line("master_process on;");
+  if (front.worker_processes > 0) {
+    writer.line(fmt::format("worker_processes {};", front.worker_processes));
+  } else {
+    writer.line("worker_processes auto;");
+  }
+  if (!front.pid_file.empty()) {
+    writer.line("pid " + front.pid_file + ";");
+  }
+  if (!front.error_log.empty()) {
+    writer.line("error_log " + front.error_log + " warn;");
+  }
+  if (!front.user.empty()) {
+    writer.line("user " + front.user + ";");
+  }
+  writer.line(fmt::format("worker_rlimit_nofile {};", k_worker_rlimit_nofile));
+  writer.blank();
+  writer.open("events");
+  writer.line(fmt::format("worker_connections {};", k_worker_connections));
+  writer.close();
+  writer.blank();
+}
+
+void write_http_settings(ConfWriter& writer, const FrontConfig& front) {
+  if (!front.mime_types.empty()) {
+    writer.line("include " + front.mime_types + ";");
+  }
+  writer.line("default_type application/octet-stream;");
+  writer.line("client_max_body_size " + front.client_max_body_size + ";");
+  if (!front.temp_dir.empty()) {
+    for (std::string_view kind : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
+      writer.line(fmt::format("{}_temp_path {}/{};", kind, front.temp_dir, kind));
+    }
+  }
+  writer.line("server_tokens off;");
+  // Redirects made by nginx (a directory without its '/') stay relative, so they never name
+  // the internal address or port.
+  writer.line("absolute_redirect off;");
+  writer.blank();
+
+  if (front.accept_incoming_request_id) {
+    writer.open("map $http_x_request_id $mfserv_request_id");
+    writer.line("\"\" $request_id;");
+    writer.line("default $http_x_request_id;");
+    writer.close();
+  }
+  // The Host the client sent, port included, so the app builds correct URLs; HTTP/1.0
+  // requests without a Host header get the server's name instead of no Host at all.
+  writer.open("map $http_host $mfserv_host");
+  writer.line("\"\" $host;");
+  writer.line("default $http_host;");
+  writer.close();
+  writer.blank();
+
+  const std::string id = request_id_variable(front);
+  writer.line(std::string("log_format ") + std::string(k_log_format) + " escape=json '{" +
+              "\"time\":\"$time_iso8601\"," + "\"remote_addr\":\"$remote_addr\"," +
+              "\"request_method\":\"$request_method\"," + "\"request_uri\":\"$request_uri\"," +
+              "\"status\":\"$status\"," + "\"body_bytes_sent\":\"$body_bytes_sent\"," +
+              "\"request_time\":\"$request_time\"," +
+              "\"upstream_response_time\":\"$upstream_response_time\"," + "\"request_id\":\"" + id +
+              "\"," + "\"plugin\":\"$mfserv_plugin\"," + "\"app\":\"$mfserv_app\"" + "}';");
+  if (front.access_log.empty()) {
+    writer.line("access_log off;");
+  } else {
+    writer.line("access_log " + front.access_log + " " + std::string(k_log_format) + ";");
+  }
+  writer.blank();
+
+  writer.line("proxy_http_version 1.1;");
+  writer.line("proxy_buffering off;");
+  // A refused connection (a worker restarting) moves on to the next worker. nginx's "error"
+  // also covers a worker failing before its response header, so an idempotent request may be
+  // retried then; without "non_idempotent" a POST, PATCH or LOCK once sent never is.
+  writer.line("proxy_next_upstream error;");
+  writer.line("proxy_next_upstream_tries 0;");
+  for (const std::string& line : proxy_header_lines(front)) {
+    writer.line(line);
+  }
+  writer.line(response_header_line(front));
+  writer.blank();
+}
+
+std::string sanitize_for_name(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    const bool keep =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    if (!keep) {
+      c = '_';
+    }
+  }
+  return out;
+}
+
+std::uint32_t fnv1a(std::string_view text) {
+  std::uint32_t hash = 2166136261u;
+  for (char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+bool is_absolute_path(std::string_view path) {
+  return !path.empty() && path.front() == '/';
+}
+
+}  // namespace
+
+std::string upstream_name(const std::string& plugin, const std::string& app) {
+  // The hash keeps names apart that sanitizing merges ("a-b" and "a_b", "a__b"/"c" and "a"/"b__c").
+  return fmt::format("mfserv_{}__{}_{:08x}", sanitize_for_name(plugin), sanitize_for_name(app),
+                     fnv1a(plugin + "/" + app));
+}
+
+bool is_safe_for_config(std::string_view text) {
+  constexpr std::string_view k_allowed_punctuation = "/._-+:@~,";
+  return std::all_of(text.begin(), text.end(), [&](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           k_allowed_punctuation.find(c) != std::string_view::npos;
+  });
+}
+
+std::vector<std::string> model_problems(const FrontConfig& front,
+                                        const std::vector<AppRoute>& apps) {
+  std::vector<std::string> problems;
+  auto check_text = [&](const std::string& where, const std::string& field,
+                        const std::string& value) {
+    if (!is_safe_for_config(value)) {
+      problems.push_back(where + field + " '" + value +
+                         "' contains a character nginx.conf cannot carry as is");
+    }
+  };
+  auto check_path = [&](const std::string& where, const std::string& field,
+                        const std::string& value) {
+    check_text(where, field, value);
+    if (!value.empty() && !is_absolute_path(value)) {
+      problems.push_back(where + field + " '" + value + "' is not an absolute path");
+    }
+  };
+  auto check_route = [&](const std::string& where, const std::string& field,
+                         const std::string& value) {
+    check_text(where, field, value);
+    if (!value.empty() && value.front() != '/') {
+      problems.push_back(where + field + " '" + value + "' does not start with '/'");
+    }
+  };
+
+  if (front.port < 1 || front.port > 65535) {
+    problems.push_back(fmt::format("port {} is out of range 1-65535", front.port));
+  }
+  check_text("", "user", front.user);
+  check_text("", "hostname", front.hostname);
+  check_text("", "client_max_body_size", front.client_max_body_size);
+  check_path("", "pid_file", front.pid_file);
+  check_path("", "error_log", front.error_log);
+  check_path("", "access_log", front.access_log);
+  check_path("", "temp_dir", front.temp_dir);
+  check_path("", "mime_types", front.mime_types);
+  check_path("", "running_flag", front.running_flag);
+
+  for (const AppRoute& app : apps) {
+    const std::string where = app_label(app) + ": ";
+    if (!is_valid_name(app.plugin) || !is_valid_name(app.app)) {
+      problems.push_back(where + "plugin and app names must match ^[A-Za-z0-9_-]+$");
+    }
+    if (app.timeout <= 0) {
+      problems.push_back(
+          where + fmt::format("timeout {} is not a positive number of seconds", app.timeout));
+    }
+    for (const std::string& socket : app.sockets) {
+      check_path(where, "socket", socket);
+    }
+    for (const std::string& route : app.extra_routes) {
+      check_route(where, "extra route", route);
+    }
+    check_route(where, "static_url_prefix", app.static_url_prefix);
+    check_path(where, "static_dir", app.static_dir);
+    for (const std::string& vhost : app.extra_vhosts) {
+      check_text(where, "extra vhost", vhost);
+    }
+    check_path(where, "extra_conf_path", app.extra_conf_path);
+    check_path(where, "extra_conf_static_path", app.extra_conf_static_path);
+  }
+  return problems;
+}
+
+std::string render(const FrontConfig& front, const std::vector<AppRoute>& apps) {
+  ConfWriter writer;
+  write_main(writer, front);
+  writer.open("http");
+  write_http_settings(writer, front);
+  for (const AppRoute& app : apps) {
+    if (!app.sockets.empty()) {
+      write_upstream(writer, app);
+    }
+  }
+  write_main_server(writer, front, apps);
+  for (const AppRoute& app : apps) {
+    if (app.virtualdomain_routing) {
+      write_virtualdomain_server(writer, front, app);
+    }
+  }
+  writer.close();
+  return writer.take();
+}
+
+}  // namespace mfserv::nginx

@@ -1,0 +1,90 @@
+#include "runtime/front.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "util/fs.hpp"
+
+namespace mfserv::runtime {
+
+std::string nginx_worker_user(const FrontSettings& settings) {
+  if (!settings.nginx_user.empty()) {
+    return settings.nginx_user;
+  }
+  if (::geteuid() != 0) {
+    return "";
+  }
+  return ::getpwnam("www-data") ? "www-data" : "nobody";
+}
+
+std::string worker_socket_path(const Home& home, const std::string& plugin,
+                               const std::string& app, int wid) {
+  return home.sockets_dir() + "/app_" + plugin + "_" + app + "_" + std::to_string(wid) +
+         ".socket";
+}
+
+nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings) {
+  nginx::FrontConfig front;
+  front.port = settings.port;
+  front.user = nginx_worker_user(settings);
+  front.worker_processes =
+      static_cast<int>(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
+  front.pid_file = home.run_dir() + "/nginx.pid";
+  front.error_log = home.log_dir() + "/nginx_error.log";
+  front.access_log = home.log_dir() + "/nginx_access.log";
+  front.temp_dir = home.tmp_dir() + "/nginx";
+  front.mime_types = path_exists("/etc/nginx/mime.types") ? "/etc/nginx/mime.types" : "";
+  front.running_flag = home.running_flag();
+  return front;
+}
+
+std::vector<nginx::AppRoute> front_routes(const Home& home,
+                                          const std::vector<images::PluginConfig>& plugins) {
+  std::vector<nginx::AppRoute> routes;
+  for (const auto& plugin : plugins) {
+    int app_count = 0;
+    for (const auto& app : plugin.apps) {
+      app_count += app.kind == images::AppConfig::Kind::App ? 1 : 0;
+    }
+    for (const auto& app : plugin.apps) {
+      if (app.kind != images::AppConfig::Kind::App) {
+        continue;
+      }
+      nginx::AppRoute route;
+      route.plugin = plugin.name;
+      route.app = app.name;
+      for (int wid = 1; wid <= app.numprocesses; ++wid) {
+        route.sockets.push_back(worker_socket_path(home, plugin.name, app.name, wid));
+      }
+      route.timeout = app.timeout;
+      route.prefix_routing = app.prefix_based_routing;
+      route.plugin_prefix = app.prefix_based_routing && (app.name == "main" || app_count == 1);
+      route.extra_routes = app.extra_routes;
+      route.static_routing = app.static_routing;
+      route.static_url_prefix = app.static_url_prefix;
+      std::string static_dir = app.static_directory;
+      if (!static_dir.empty() && static_dir.front() != '/') {
+        static_dir = "/" + static_dir;
+      }
+      route.static_dir = plugin.app_workdir(app) + static_dir;
+      while (route.static_dir.size() > 1 && route.static_dir.back() == '/') {
+        route.static_dir.pop_back();
+      }
+      route.virtualdomain_routing = app.virtualdomain_based_routing;
+      route.extra_vhosts = app.virtualdomain_extra_vhosts;
+      if (!app.extra_nginx_conf_filename.empty()) {
+        route.extra_conf_path = plugin.dir + "/" + app.extra_nginx_conf_filename;
+      }
+      // An app without workers and without static routing has nothing to serve.
+      if (route.sockets.empty() && !route.static_routing) {
+        continue;
+      }
+      routes.push_back(std::move(route));
+    }
+  }
+  return routes;
+}
+
+}  // namespace mfserv::runtime

@@ -1,0 +1,94 @@
+#include "runtime/home.hpp"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+namespace mfserv::runtime {
+
+std::string Home::instance() const {
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (unsigned char c : root) {
+    hash = (hash ^ c) * 16777619u;
+  }
+  return fmt::format("h{:08x}", hash);
+}
+
+images::LoadOptions Home::load_options() const {
+  images::LoadOptions options;
+  options.override_dirs.push_back(config_dir() + "/plugins");
+  const char* etc = std::getenv("MFSERV_ETC_DIR");
+  options.override_dirs.push_back(std::string(etc && *etc ? etc : "/etc/mfserv") + "/plugins");
+  return options;
+}
+
+Result<Home> resolve_home(const std::string& option) {
+  std::string path = option;
+  if (path.empty()) {
+    const char* env = std::getenv("MFSERV_HOME");
+    if (env && *env) {
+      path = env;
+    } else if (::geteuid() == 0) {
+      path = "/var/lib/mfserv";
+    } else {
+      const char* user_home = std::getenv("HOME");
+      path = std::string(user_home ? user_home : "/tmp") + "/.local/share/mfserv";
+    }
+  }
+  if (auto st = make_dirs(path, 0755); !st) {
+    return st.error().with_context("preparing the mfserv home");
+  }
+  char resolved[PATH_MAX];
+  if (!::realpath(path.c_str(), resolved)) {
+    return Error::from_errno("resolving the mfserv home " + path);
+  }
+  return Home{resolved};
+}
+
+Status prepare_home(const Home& home) {
+  for (const auto& dir : {home.plugins_dir(), home.config_dir() + "/plugins", home.log_dir(),
+                          home.run_dir(), home.sockets_dir(), home.tmp_dir()}) {
+    if (auto st = make_dirs(dir, 0755); !st) {
+      return st;
+    }
+  }
+  return {};
+}
+
+Result<UniqueFd> lock_home(const Home& home) {
+  UniqueFd fd(::open(home.lock_path().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) {
+    return Error::from_errno("opening " + home.lock_path());
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    auto holder = read_file(home.lock_path());
+    std::string pid = holder ? trim(*holder) : "?";
+    return Error(fmt::format("home {} is already used by a running mfserv (pid {}): stop it "
+                             "with `mfserv --home {} stop` or use another --home",
+                             home.root, pid, home.root));
+  }
+  if (::ftruncate(fd.get(), 0) == 0) {
+    std::string pid = std::to_string(::getpid()) + "\n";
+    (void)!::pwrite(fd.get(), pid.data(), pid.size(), 0);
+  }
+  return fd;
+}
+
+bool home_is_locked(const Home& home) {
+  UniqueFd fd(::open(home.lock_path().c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return false;
+  }
+  return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0;
+}
+
+}  // namespace mfserv::runtime

@@ -1,0 +1,65 @@
+// The supervised units: a Group (an app, an extra daemon, or nginx) and its Processes (one
+// per worker), with the state machine each process goes through:
+//   starting -> running -> stopping -> stopped
+//       \-> (exit) -> backoff -> starting ...
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "images/plugin.hpp"
+#include "isolation/cgroup.hpp"
+#include "runtime/event_source.hpp"
+#include "util/unique_fd.hpp"
+
+namespace mfserv::runtime {
+
+enum class ProcessState { Starting, Running, Stopping, Backoff, Stopped, Failed };
+const char* to_string(ProcessState state);
+
+struct Group;
+
+struct Process {
+  void* supervisor = nullptr;  // the Supervisor::Impl that owns it (event callbacks)
+  Group* group = nullptr;
+  int wid = 1;  // 1-based worker id
+  std::string cgroup;       // leaf, relative to the hierarchy root
+  std::string socket_path;  // apps only
+  UniqueFd listen_fd;       // apps only: owned by the supervisor, passed as fd 3
+
+  ProcessState state = ProcessState::Stopped;
+  pid_t pid = -1;
+  EventSource child_watch;
+  EventSource timer;  // backoff, kill-after-grace, or readiness retry
+  EventSource probe_watch;
+  UniqueFd probe_fd;
+  std::uint64_t probe_started_us = 0;
+
+  std::uint64_t started_us = 0;  // CLOCK_MONOTONIC
+  bool ready = false;
+  int restarts = 0;
+  int failures_in_a_row = 0;  // exits without a stable run; drives the backoff
+  std::string last_exit;      // "exit 1", "signal 9", "oom", "" before the first exit
+  std::string last_error;     // why the last start failed
+  std::uint64_t oom_kills_at_start = 0;
+};
+
+struct Group {
+  enum class Kind { App, Daemon, Nginx };
+  Kind kind = Kind::App;
+  const images::PluginConfig* plugin = nullptr;  // null for nginx
+  const images::AppConfig* app = nullptr;        // null for nginx
+  std::string label;   // "plugin/app", "plugin/extra_daemon_x", "nginx"
+  std::string cgroup;  // relative to the hierarchy root
+  std::string log_path;
+  UniqueFd log_fd;
+  isolation::CgroupLimits limits;
+  std::string error;  // set when the group cannot run (cgroup limits, sockets...)
+  std::vector<std::unique_ptr<Process>> processes;
+};
+
+}  // namespace mfserv::runtime

@@ -1,0 +1,1014 @@
+// The supervisor's event loop (sd-event: pidfd child watches, timers, signals, the control
+// socket). `run` reads as its passes: lock the home -> check nginx and the port -> prepare
+// cgroups -> open worker sockets -> write nginx.conf -> start nginx -> start apps -> loop.
+#include "runtime/supervisor.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "isolation/spawn.hpp"
+#include "nginx-gen/nginx_control.hpp"
+#include "runtime/control.hpp"
+#include "runtime/process.hpp"
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+namespace mfserv::runtime {
+namespace {
+
+constexpr std::uint64_t k_usec_per_sec = 1000000;
+constexpr std::uint64_t k_stable_after_us = 10 * k_usec_per_sec;  // resets the backoff
+constexpr std::uint64_t k_backoff_first_us = 100000;
+constexpr std::uint64_t k_backoff_cap_us = 30 * k_usec_per_sec;
+constexpr std::uint64_t k_probe_interval_us = 100000;
+constexpr std::uint64_t k_probe_attempt_us = 2 * k_usec_per_sec;
+constexpr std::uint64_t k_startup_deadline_us = 90 * k_usec_per_sec;
+constexpr int k_failures_before_failed_start = 3;
+constexpr int k_nginx_grace_s = 10;
+
+std::uint64_t now_us() {
+  struct timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * k_usec_per_sec +
+         static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+}
+
+std::string describe_exit(const siginfo_t* info) {
+  if (info->si_code == CLD_EXITED) {
+    return fmt::format("exit {}", info->si_status);
+  }
+  return fmt::format("signal {}", info->si_status);
+}
+
+}  // namespace
+
+class Supervisor::Impl {
+ public:
+  Impl(RunOptions options, std::vector<images::PluginConfig> plugins)
+      : m_options(std::move(options)), m_plugins(std::move(plugins)) {}
+
+  ~Impl() {
+    m_groups.clear();
+    m_signal_sources.clear();
+    m_control_watch.reset();
+    m_startup_timer.reset();
+    if (m_event) {
+      sd_event_unref(m_event);
+    }
+  }
+
+  Status prepare();
+  Status run();
+
+ private:
+  // Preparation, before any process starts.
+  Status check_port() const;
+  void build_groups();
+  Status prepare_group_cgroup(Group& group);
+  Status open_worker_socket(Process& process);
+  Status write_nginx_conf();
+  Status setup_event_loop();
+
+  // Process life cycle.
+  void start_process(Process& process);
+  Result<isolation::Spawned> launch(Process& process, isolation::SpawnSpec& spec);
+  std::vector<std::string> process_env(const Process& process) const;
+  void on_exit(Process& process, const siginfo_t* info);
+  void schedule_restart(Process& process);
+  void start_probe(Process& process);
+  void probe_connect(Process& process);
+  void probe_readable(Process& process);
+  void mark_ready(Process& process);
+  void check_startup(bool deadline_passed);
+
+  // Shutdown.
+  void begin_shutdown(const std::string& reason);
+  void stop_process(Process& process, int signal, int grace_s);
+  void continue_shutdown();
+  void cleanup();
+
+  // Control socket.
+  void on_control_connection();
+  nlohmann::json handle_request(const nlohmann::json& request);
+  nlohmann::json ps_json();
+
+  // sd-event trampolines.
+  static int on_child(sd_event_source*, const siginfo_t* info, void* data);
+  static int on_process_timer(sd_event_source*, uint64_t, void* data);
+  static int on_probe_io(sd_event_source*, int, uint32_t, void* data);
+  static int on_signal(sd_event_source*, const struct signalfd_siginfo* info, void* data);
+  static int on_control_io(sd_event_source*, int, uint32_t, void* data);
+  static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
+
+  Impl* self(Process& process) { return static_cast<Impl*>(process.supervisor); }
+  Status add_timer(EventSource& slot, std::uint64_t delay_us, Process& process);
+
+  RunOptions m_options;
+  std::vector<images::PluginConfig> m_plugins;
+  Logger m_log;
+  UniqueFd m_lock;
+  std::unique_ptr<isolation::CgroupBackend> m_cgroups;
+  std::string m_nginx_binary;
+  std::vector<std::unique_ptr<Group>> m_groups;  // apps and daemons, then nginx last
+  Group* m_nginx = nullptr;
+  gid_t m_nginx_gid = static_cast<gid_t>(-1);
+  uid_t m_nginx_uid = static_cast<uid_t>(-1);
+
+  sd_event* m_event = nullptr;
+  std::vector<EventSource> m_signal_sources;
+  UniqueFd m_control_fd;
+  EventSource m_control_watch;
+  EventSource m_startup_timer;
+  bool m_shutting_down = false;
+  bool m_startup_reported = false;
+  bool m_prepared = false;
+};
+
+// ---------------------------------------------------------------------------------------
+// Preparation
+
+Status Supervisor::Impl::prepare() {
+  const Home& home = m_options.home;
+  if (auto st = prepare_home(home); !st) {
+    return st;
+  }
+  m_log.open(home.supervisor_log());
+  m_log.set_sink(m_options.log_sink);
+
+  auto lock = lock_home(home);
+  if (!lock) {
+    return lock.error();
+  }
+  m_lock = std::move(*lock);
+
+  auto nginx_binary = nginx::find_nginx();
+  if (!nginx_binary) {
+    return nginx_binary.error();
+  }
+  m_nginx_binary = *nginx_binary;
+
+  if (auto st = check_port(); !st) {
+    return st;
+  }
+
+  std::string user = nginx_worker_user(m_options.front);
+  if (!user.empty()) {
+    struct passwd* pw = ::getpwnam(user.c_str());
+    if (!pw) {
+      return Error("nginx worker user '" + user + "' does not exist on this host");
+    }
+    m_nginx_uid = pw->pw_uid;
+    m_nginx_gid = pw->pw_gid;
+  }
+
+  auto cgroups = isolation::detect_cgroups();
+  if (!cgroups) {
+    return cgroups.error();
+  }
+  m_cgroups = std::move(*cgroups);
+  m_log.info("cgroups: " + m_cgroups->describe() + ", subtree " +
+             m_cgroups->display_path(home.cgroup_root()));
+
+  // A supervisor killed with -9 leaves its cgroups (and maybe processes): the home lock says
+  // no supervisor owns them now, so they are stopped and removed before anything starts.
+  std::string root = home.cgroup_root();
+  if (auto leftovers = m_cgroups->pids(root); !leftovers.empty()) {
+    m_log.warn(fmt::format("killing {} processes left in {} by an earlier run", leftovers.size(),
+                           m_cgroups->display_path(root)));
+  }
+  if (auto st = m_cgroups->kill_all(root, 5000); !st) {
+    return st.error().with_context("cleaning up after an earlier run");
+  }
+  if (auto st = m_cgroups->remove(root); !st) {
+    return st.error().with_context("cleaning up after an earlier run");
+  }
+
+  // nginx's temp paths must be writable by its workers; sockets reachable by them only.
+  std::string nginx_tmp = home.tmp_dir() + "/nginx";
+  if (auto st = make_dirs(nginx_tmp, 0700); !st) {
+    return st;
+  }
+  if (m_nginx_uid != static_cast<uid_t>(-1)) {
+    if (::chown(nginx_tmp.c_str(), m_nginx_uid, m_nginx_gid) != 0) {
+      return Error::from_errno("giving " + nginx_tmp + " to the nginx user");
+    }
+    if (::chown(home.sockets_dir().c_str(), 0, m_nginx_gid) != 0 ||
+        ::chmod(home.sockets_dir().c_str(), 02750) != 0) {
+      return Error::from_errno("restricting " + home.sockets_dir() + " to nginx");
+    }
+  }
+
+  build_groups();
+  for (auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx) {
+      continue;
+    }
+    Status st = prepare_group_cgroup(*group);
+    for (auto& process : group->processes) {
+      if (st && group->kind == Group::Kind::App) {
+        st = open_worker_socket(*process);
+      }
+    }
+    if (!st) {
+      group->error = st.error().describe();
+      m_log.error(group->label + " will not start: " + group->error);
+    }
+  }
+  if (auto st = prepare_group_cgroup(*m_nginx); !st) {
+    return st.error().with_context("nginx");
+  }
+  if (auto st = write_nginx_conf(); !st) {
+    return st;
+  }
+  m_prepared = true;
+  return {};
+}
+
+Status Supervisor::Impl::check_port() const {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Error::from_errno("creating a socket to check the port");
+  }
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(m_options.front.port));
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno == EADDRINUSE) {
+      return Error(fmt::format("port {} is already in use by another program: stop it or "
+                               "choose another port with --port",
+                               m_options.front.port));
+    }
+    if (errno == EACCES) {
+      return Error(fmt::format("binding port {} needs root or CAP_NET_BIND_SERVICE: run as "
+                               "root or choose a port above 1023 with --port",
+                               m_options.front.port));
+    }
+    return Error::from_errno(fmt::format("checking port {}", m_options.front.port));
+  }
+  return {};
+}
+
+void Supervisor::Impl::build_groups() {
+  const Home& home = m_options.home;
+  std::string root = home.cgroup_root();
+  for (const auto& plugin : m_plugins) {
+    for (const auto& app : plugin.apps) {
+      bool is_app = app.kind == images::AppConfig::Kind::App;
+      if (app.numprocesses <= 0) {
+        continue;
+      }
+      auto group = std::make_unique<Group>();
+      group->kind = is_app ? Group::Kind::App : Group::Kind::Daemon;
+      group->plugin = &plugin;
+      group->app = &app;
+      group->label = plugin.name + "/" + (is_app ? app.name : app.section);
+      group->cgroup = root + "/" + plugin.name + "/" + app.section;
+      group->log_path = home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin.name +
+                        "_" + app.name + ".log";
+      group->limits.memory_max = app.memory_max;
+      group->limits.memory_high = app.memory_high;
+      group->limits.swap_max = app.swap_max;
+      group->limits.pids_max = app.pids_max;
+      group->limits.cpu_weight = app.cpu_weight;
+      group->limits.cpu_max = app.cpu_max;
+      for (int wid = 1; wid <= app.numprocesses; ++wid) {
+        auto process = std::make_unique<Process>();
+        process->supervisor = this;
+        process->group = group.get();
+        process->wid = wid;
+        process->cgroup = group->cgroup + "/w" + std::to_string(wid);
+        if (is_app) {
+          process->socket_path = worker_socket_path(home, plugin.name, app.name, wid);
+        }
+        group->processes.push_back(std::move(process));
+      }
+      m_groups.push_back(std::move(group));
+    }
+  }
+  auto nginx = std::make_unique<Group>();
+  nginx->kind = Group::Kind::Nginx;
+  nginx->label = "nginx";
+  nginx->cgroup = root + "/__nginx";  // plugin names never start with "__"
+  nginx->log_path = home.log_dir() + "/nginx_error.log";
+  auto process = std::make_unique<Process>();
+  process->supervisor = this;
+  process->group = nginx.get();
+  process->cgroup = nginx->cgroup + "/w1";
+  nginx->processes.push_back(std::move(process));
+  m_nginx = nginx.get();
+  m_groups.push_back(std::move(nginx));
+}
+
+Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
+  if (auto st = m_cgroups->create(group.cgroup, group.limits); !st) {
+    return st.error().with_context("applying the limits of " + group.label);
+  }
+  isolation::CgroupLimits worker_limits;
+  if (group.app && group.app->worker_memory_max) {
+    worker_limits.memory_max = group.app->worker_memory_max;
+    worker_limits.swap_max = group.app->swap_max;
+  }
+  for (auto& process : group.processes) {
+    if (auto st = m_cgroups->create(process->cgroup, worker_limits); !st) {
+      return st.error().with_context("applying the limits of " + group.label + " worker " +
+                                     std::to_string(process->wid));
+    }
+  }
+  group.log_fd.reset(::open(group.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                            0640));
+  if (!group.log_fd) {
+    return Error::from_errno("opening the log file " + group.log_path);
+  }
+  return {};
+}
+
+Status Supervisor::Impl::open_worker_socket(Process& process) {
+  const std::string& path = process.socket_path;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Error(fmt::format("socket path {} is longer than the {} bytes a unix socket allows: "
+                             "use a shorter --home",
+                             path, sizeof addr.sun_path - 1));
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Error("refusing to replace " + path + ": it exists and is not a socket");
+    }
+    ::unlink(path.c_str());
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Error::from_errno("creating socket " + path);
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Error::from_errno("binding " + path);
+  }
+  // nginx's workers connect (group), nobody else may (C14).
+  if (::chmod(path.c_str(), 0660) != 0) {
+    return Error::from_errno("chmod " + path);
+  }
+  if (m_nginx_gid != static_cast<gid_t>(-1) && ::chown(path.c_str(), 0, m_nginx_gid) != 0) {
+    return Error::from_errno("chown " + path);
+  }
+  if (::listen(fd.get(), 511) != 0) {
+    return Error::from_errno("listening on " + path);
+  }
+  process.listen_fd = std::move(fd);
+  return {};
+}
+
+Status Supervisor::Impl::write_nginx_conf() {
+  const Home& home = m_options.home;
+  // Apps that cannot start keep their routes: nginx answers 502 for them, not 404.
+  std::string text = nginx::render(front_config(home, m_options.front),
+                                   front_routes(home, m_plugins));
+  return nginx::write_validated(m_nginx_binary, home.nginx_conf(), text,
+                                home.log_dir() + "/nginx_error.log");
+}
+
+Status Supervisor::Impl::setup_event_loop() {
+  // sd-event's signal and child sources need the signals blocked in every thread.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) {
+    sigaddset(&mask, sig);
+  }
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    return Error::from_errno("blocking signals");
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  if (int rc = sd_event_new(&m_event); rc < 0) {
+    return Error("creating the event loop", -rc);
+  }
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    sd_event_source* source = nullptr;
+    if (int rc = sd_event_add_signal(m_event, &source, sig, on_signal, this); rc < 0) {
+      return Error("watching signal " + std::to_string(sig), -rc);
+    }
+    m_signal_sources.emplace_back(source);
+  }
+  auto control = control_listen(m_options.home);
+  if (!control) {
+    return control.error();
+  }
+  m_control_fd = std::move(*control);
+  sd_event_source* source = nullptr;
+  if (int rc = sd_event_add_io(m_event, &source, m_control_fd.get(), EPOLLIN, on_control_io, this);
+      rc < 0) {
+    return Error("watching the control socket", -rc);
+  }
+  m_control_watch = EventSource(source);
+  source = nullptr;
+  if (int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
+                                          k_startup_deadline_us, 0, on_startup_deadline, this);
+      rc < 0) {
+    return Error("arming the start-up deadline", -rc);
+  }
+  m_startup_timer = EventSource(source);
+  return {};
+}
+
+Status Supervisor::Impl::run() {
+  if (!m_prepared) {
+    if (auto st = prepare(); !st) {
+      return st;
+    }
+  }
+  if (auto st = setup_event_loop(); !st) {
+    return st;
+  }
+  (void)write_file_atomic(m_options.home.running_flag(), "RUNNING\n");
+  start_process(*m_nginx->processes.front());
+  for (auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx) {
+      continue;
+    }
+    if (!group->error.empty()) {
+      for (auto& process : group->processes) {
+        process->state = ProcessState::Failed;
+        process->last_error = group->error;
+      }
+      continue;
+    }
+    for (auto& process : group->processes) {
+      start_process(*process);
+    }
+  }
+  m_log.info(fmt::format("mfserv started: {} plugins, nginx on port {}", m_plugins.size(),
+                         m_options.front.port));
+  check_startup(false);
+  int rc = sd_event_loop(m_event);
+  cleanup();
+  if (rc < 0) {
+    return Error("event loop failed", -rc);
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// Process life cycle
+
+std::vector<std::string> Supervisor::Impl::process_env(const Process& process) const {
+  const Group& group = *process.group;
+  std::vector<std::string> env;
+  if (group.kind == Group::Kind::Nginx) {
+    env.emplace_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    return env;
+  }
+  const auto& plugin = *group.plugin;
+  const auto& app = *group.app;
+  env.push_back("PATH=" + plugin.dir + "/bin:/usr/local/bin:/usr/bin:/bin");
+  env.emplace_back("LANG=C.UTF-8");
+  env.emplace_back("PYTHONUNBUFFERED=1");
+  env.push_back("HOME=" + plugin.app_workdir(app));
+  if (plugin.add_plugin_dir_to_python_path) {
+    env.push_back("PYTHONPATH=" + plugin.dir);
+  }
+  env.push_back("MFSERV_HOME=" + m_options.home.root);
+  env.push_back("MFSERV_NGINX_PORT=" + std::to_string(m_options.front.port));
+  env.push_back("MFSERV_CURRENT_PLUGIN_NAME=" + plugin.name);
+  env.push_back("MFSERV_CURRENT_PLUGIN_DIR=" + plugin.dir);
+  env.push_back("MFSERV_CURRENT_APP_NAME=" + app.name);
+  env.push_back("MFSERV_CURRENT_APP_WORKER=" + std::to_string(process.wid));
+  env.push_back(std::string("MFSERV_CURRENT_APP_DEBUG=") + (app.debug ? "1" : "0"));
+  if (!process.socket_path.empty()) {
+    env.push_back("MFSERV_SOCKET=" + process.socket_path);
+  }
+  for (const auto& [key, value] : plugin.env) {
+    env.push_back(key + "=" + value);
+  }
+  return env;
+}
+
+void Supervisor::Impl::start_process(Process& process) {
+  Group& group = *process.group;
+  isolation::SpawnSpec spec;
+  if (group.kind == Group::Kind::Nginx) {
+    spec.argv = {m_nginx_binary, "-c", m_options.home.nginx_conf(), "-e",
+                 m_options.home.log_dir() + "/nginx_error.log"};
+    spec.umask = 0022;
+  } else {
+    spec.argv = isolation::shell_argv(
+        images::expand_command(*group.plugin, *group.app, process.socket_path));
+    spec.workdir = group.plugin->app_workdir(*group.app);
+    const auto& app = *group.app;
+    for (auto [resource, value] :
+         {std::pair<int, std::uint64_t>{RLIMIT_AS, app.rlimit_as},
+          {RLIMIT_NOFILE, app.rlimit_nofile},
+          {RLIMIT_STACK, app.rlimit_stack},
+          {RLIMIT_FSIZE, app.rlimit_fsize}}) {
+      if (value > 0) {
+        spec.rlimits.emplace_back(resource, value);
+      }
+    }
+  }
+  spec.env = process_env(process);
+  spec.output_fd = group.log_fd.get();
+  spec.listen_fd = process.listen_fd ? process.listen_fd.get() : -1;
+
+  auto spawned = launch(process, spec);
+  if (!spawned) {
+    process.last_error = spawned.error().describe();
+    m_log.error(fmt::format("{} worker {}: {}", group.label, process.wid, process.last_error));
+    process.pid = -1;
+    process.started_us = now_us();
+    ++process.failures_in_a_row;
+    schedule_restart(process);
+    return;
+  }
+  process.pid = spawned->pid;
+  process.state = ProcessState::Starting;
+  process.ready = false;
+  process.started_us = now_us();
+  process.last_error.clear();
+  sd_event_source* source = nullptr;
+  int pidfd = spawned->pidfd.release();
+  int rc = pidfd >= 0 ? sd_event_add_child_pidfd(m_event, &source, pidfd, WEXITED, on_child,
+                                                  &process)
+                      : sd_event_add_child(m_event, &source, process.pid, WEXITED, on_child,
+                                           &process);
+  if (rc < 0) {
+    m_log.error(fmt::format("{}: cannot watch pid {}: {}", group.label, process.pid,
+                            std::strerror(-rc)));
+  } else if (pidfd >= 0) {
+    sd_event_source_set_child_pidfd_own(source, 1);
+  }
+  process.child_watch = EventSource(source);
+  m_log.info(fmt::format("{} worker {} started, pid {}", group.label, process.wid, process.pid));
+  if (group.kind == Group::Kind::Daemon) {
+    mark_ready(process);
+  } else {
+    start_probe(process);
+  }
+}
+
+Result<isolation::Spawned> Supervisor::Impl::launch(Process& process,
+                                                    isolation::SpawnSpec& spec) {
+  auto procs = m_cgroups->open_procs(process.cgroup);
+  if (!procs) {
+    return procs.error();
+  }
+  for (const auto& fd : *procs) {
+    spec.cgroup_procs_fds.push_back(fd.get());
+  }
+  process.oom_kills_at_start = m_cgroups->usage(process.cgroup).oom_kills;
+  return isolation::spawn(spec);
+}
+
+void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
+  Group& group = *process.group;
+  process.child_watch.reset();
+  process.probe_watch.reset();
+  process.probe_fd.reset();
+  process.timer.reset();
+  std::string reason = describe_exit(info);
+  // The kernel counts the OOM kill before it sends SIGKILL, so the counter is already up.
+  if (m_cgroups->usage(process.cgroup).oom_kills > process.oom_kills_at_start) {
+    reason = "oom";
+  }
+  process.last_exit = reason;
+  process.pid = -1;
+  // Whatever the process left behind in its cgroup goes with it.
+  if (auto st = m_cgroups->kill_all(process.cgroup, 2000); !st) {
+    m_log.error(group.label + ": " + st.error().describe());
+  }
+  bool expected = m_shutting_down || process.state == ProcessState::Stopping;
+  m_log.info(fmt::format("{} worker {} exited ({}){}", group.label, process.wid, reason,
+                         expected ? "" : ", restarting"));
+  if (expected) {
+    process.state = ProcessState::Stopped;
+    continue_shutdown();
+    return;
+  }
+  std::uint64_t uptime = now_us() - process.started_us;
+  if (process.ready && uptime >= k_stable_after_us) {
+    process.failures_in_a_row = 0;
+  }
+  ++process.failures_in_a_row;
+  process.ready = false;
+  schedule_restart(process);
+  check_startup(false);
+}
+
+void Supervisor::Impl::schedule_restart(Process& process) {
+  if (m_shutting_down) {
+    process.state = ProcessState::Stopped;
+    continue_shutdown();
+    return;
+  }
+  int exponent = std::min(process.failures_in_a_row - 1, 20);
+  std::uint64_t delay = std::min(k_backoff_first_us << std::max(exponent, 0), k_backoff_cap_us);
+  process.state = ProcessState::Backoff;
+  ++process.restarts;
+  (void)add_timer(process.timer, delay, process);
+}
+
+Status Supervisor::Impl::add_timer(EventSource& slot, std::uint64_t delay_us, Process& process) {
+  sd_event_source* source = nullptr;
+  int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, delay_us, 1000,
+                                      on_process_timer, &process);
+  if (rc < 0) {
+    return Error("arming a timer", -rc);
+  }
+  slot = EventSource(source);
+  return {};
+}
+
+// Readiness: a worker is ready once it answers an HTTP request on its socket (nginx: on its
+// port). The listening socket exists before the worker starts, so the probe's connection
+// simply waits in the backlog until the app accepts it.
+void Supervisor::Impl::start_probe(Process& process) {
+  process.probe_fd.reset();
+  process.probe_watch.reset();
+  (void)add_timer(process.timer, k_probe_interval_us, process);
+}
+
+void Supervisor::Impl::probe_connect(Process& process) {
+  Group& group = *process.group;
+  UniqueFd fd;
+  int rc = -1;
+  std::string path = "/";
+  if (group.kind == Group::Kind::Nginx) {
+    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(m_options.front.port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    path = "/__health";
+  } else {
+    fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, process.socket_path.c_str(), process.socket_path.size() + 1);
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (!group.app->http_test_endpoint.empty()) {
+      path = group.app->http_test_endpoint;
+    }
+  }
+  if (rc != 0 && errno != EINPROGRESS) {
+    (void)add_timer(process.timer, k_probe_interval_us, process);
+    return;
+  }
+  std::string request = "GET " + path +
+                        " HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mfserv-probe\r\n\r\n";
+  // A fresh unix or loopback connection takes this small write at once (or fails).
+  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
+    (void)add_timer(process.timer, k_probe_interval_us, process);
+    return;
+  }
+  sd_event_source* source = nullptr;
+  if (sd_event_add_io(m_event, &source, fd.get(), EPOLLIN, on_probe_io, &process) < 0) {
+    (void)add_timer(process.timer, k_probe_interval_us, process);
+    return;
+  }
+  process.probe_fd = std::move(fd);
+  process.probe_watch = EventSource(source);
+  process.probe_started_us = now_us();
+  // Retry with a new connection if this one gets no answer (an app that re-bound the path).
+  (void)add_timer(process.timer, k_probe_attempt_us, process);
+}
+
+void Supervisor::Impl::probe_readable(Process& process) {
+  char buffer[16] = {};
+  ssize_t n = ::recv(process.probe_fd.get(), buffer, sizeof buffer - 1, 0);
+  process.probe_watch.reset();
+  process.probe_fd.reset();
+  process.timer.reset();
+  if (n > 0 && std::strncmp(buffer, "HTTP/", 5) == 0) {
+    mark_ready(process);
+    return;
+  }
+  (void)add_timer(process.timer, k_probe_interval_us, process);
+}
+
+void Supervisor::Impl::mark_ready(Process& process) {
+  process.ready = true;
+  process.state = ProcessState::Running;
+  m_log.info(fmt::format("{} worker {} ready ({} ms)", process.group->label, process.wid,
+                         (now_us() - process.started_us) / 1000));
+  check_startup(false);
+}
+
+void Supervisor::Impl::check_startup(bool deadline_passed) {
+  if (m_startup_reported || m_shutting_down) {
+    return;
+  }
+  std::vector<std::string> failed;
+  for (const auto& group : m_groups) {
+    bool group_failed = !group->error.empty();
+    for (const auto& process : group->processes) {
+      if (process->ready || group_failed) {
+        continue;
+      }
+      if (process->failures_in_a_row >= k_failures_before_failed_start || deadline_passed) {
+        group_failed = true;
+      } else {
+        return;  // still starting
+      }
+    }
+    if (group_failed) {
+      failed.push_back(group->label + (group->error.empty() ? "" : " (" + group->error + ")"));
+    }
+  }
+  m_startup_reported = true;
+  m_startup_timer.reset();
+  if (failed.empty()) {
+    m_log.info("all apps are ready");
+    sd_notify(0, "READY=1\nSTATUS=all apps ready");
+  } else {
+    m_log.warn("apps that failed to start: " + fmt::format("{}", fmt::join(failed, ", ")));
+    sd_notify(0, "READY=1\nSTATUS=some apps failed to start");
+  }
+  if (m_options.on_ready) {
+    m_options.on_ready(failed);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown: apps and daemons first (they finish their requests through a live nginx), nginx
+// last, then sockets and cgroups.
+
+void Supervisor::Impl::begin_shutdown(const std::string& reason) {
+  if (m_shutting_down) {
+    return;
+  }
+  m_shutting_down = true;
+  m_log.info("stopping (" + reason + ")");
+  sd_notify(0, "STOPPING=1");
+  ::unlink(m_options.home.running_flag().c_str());
+  for (auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx) {
+      continue;
+    }
+    for (auto& process : group->processes) {
+      stop_process(*process, group->app->smart_stop_signal, group->app->graceful_timeout);
+    }
+  }
+  continue_shutdown();
+}
+
+void Supervisor::Impl::stop_process(Process& process, int signal, int grace_s) {
+  switch (process.state) {
+    case ProcessState::Starting:
+    case ProcessState::Running:
+      process.state = ProcessState::Stopping;
+      process.probe_watch.reset();
+      process.probe_fd.reset();
+      ::kill(process.pid, signal);
+      (void)add_timer(process.timer, static_cast<std::uint64_t>(grace_s) * k_usec_per_sec,
+                      process);
+      break;
+    case ProcessState::Backoff:
+      process.timer.reset();
+      process.state = ProcessState::Stopped;
+      break;
+    default:
+      break;
+  }
+}
+
+void Supervisor::Impl::continue_shutdown() {
+  if (!m_shutting_down) {
+    return;
+  }
+  for (const auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx) {
+      continue;
+    }
+    for (const auto& process : group->processes) {
+      if (process->state == ProcessState::Stopping || process->state == ProcessState::Starting ||
+          process->state == ProcessState::Running) {
+        return;
+      }
+    }
+  }
+  Process& nginx = *m_nginx->processes.front();
+  if (nginx.state == ProcessState::Starting || nginx.state == ProcessState::Running) {
+    stop_process(nginx, SIGQUIT, k_nginx_grace_s);  // SIGQUIT: graceful nginx shutdown
+    return;
+  }
+  if (nginx.state == ProcessState::Stopping) {
+    return;
+  }
+  nginx.timer.reset();
+  nginx.state = ProcessState::Stopped;
+  sd_event_exit(m_event, 0);
+}
+
+void Supervisor::Impl::cleanup() {
+  const Home& home = m_options.home;
+  for (auto& group : m_groups) {
+    for (auto& process : group->processes) {
+      process->timer.reset();
+      process->probe_watch.reset();
+      process->child_watch.reset();
+      if (process->listen_fd) {
+        process->listen_fd.reset();
+        ::unlink(process->socket_path.c_str());
+      }
+    }
+  }
+  std::string root = home.cgroup_root();
+  if (auto st = m_cgroups->kill_all(root, 5000); !st) {
+    m_log.error(st.error().describe());
+  }
+  if (auto st = m_cgroups->remove(root); !st) {
+    m_log.error(st.error().describe());
+  }
+  (void)m_cgroups->remove("mfserv");  // only succeeds when no other home uses it
+  ::unlink(home.control_socket().c_str());
+  ::unlink(home.running_flag().c_str());
+  m_log.info("stopped");
+}
+
+// ---------------------------------------------------------------------------------------
+// Control socket
+
+void Supervisor::Impl::on_control_connection() {
+  UniqueFd fd(::accept4(m_control_fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!fd) {
+    return;
+  }
+  auto request = control_read_request(fd.get());
+  nlohmann::json answer;
+  if (!request) {
+    answer = {{"ok", false}, {"error", request.error().describe()}};
+  } else {
+    answer = handle_request(*request);
+  }
+  control_write_answer(fd.get(), answer);
+  if (request && request->value("cmd", "") == "stop") {
+    begin_shutdown("stop requested");
+  }
+}
+
+nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
+  std::string cmd = request.is_object() ? request.value("cmd", "") : "";
+  if (cmd == "ps") {
+    auto answer = ps_json();
+    answer["ok"] = true;
+    return answer;
+  }
+  if (cmd == "stop") {
+    return {{"ok", true}, {"pid", ::getpid()}};
+  }
+  return {{"ok", false}, {"error", "unknown command '" + cmd + "'"}};
+}
+
+nlohmann::json Supervisor::Impl::ps_json() {
+  auto optional_number = [](const std::optional<std::uint64_t>& value) -> nlohmann::json {
+    return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+  };
+  nlohmann::json processes = nlohmann::json::array();
+  nlohmann::json nginx;
+  std::uint64_t now = now_us();
+  for (const auto& group : m_groups) {
+    auto group_usage = m_cgroups->usage(group->cgroup);
+    for (const auto& process : group->processes) {
+      auto usage = m_cgroups->usage(process->cgroup);
+      nlohmann::json row = {
+          {"plugin", group->plugin ? group->plugin->name : ""},
+          {"app", group->app ? group->app->name : "nginx"},
+          {"kind", group->kind == Group::Kind::App      ? "app"
+                   : group->kind == Group::Kind::Daemon ? "daemon"
+                                                        : "nginx"},
+          {"worker", process->wid},
+          {"pid", process->pid},
+          {"state", to_string(process->state)},
+          {"uptime_s", process->pid > 0 ? (now - process->started_us) / k_usec_per_sec : 0},
+          {"restarts", process->restarts},
+          {"last_exit", process->last_exit},
+          {"error", process->last_error},
+          {"memory_current", optional_number(usage.memory_current)},
+          {"memory_limit", optional_number(group_usage.memory_limit)},
+          {"worker_memory_limit", optional_number(usage.memory_limit)},
+          {"oom_kills", usage.oom_kills},
+          {"cgroup", m_cgroups->display_path(process->cgroup)},
+          {"socket", process->socket_path},
+      };
+      if (group->kind == Group::Kind::Nginx) {
+        nginx = row;
+      } else {
+        processes.push_back(row);
+      }
+    }
+  }
+  return {{"processes", processes},
+          {"nginx", nginx},
+          {"service",
+           {{"pid", ::getpid()},
+            {"state", m_shutting_down ? "stopping" : (m_startup_reported ? "running" : "starting")},
+            {"port", m_options.front.port},
+            {"cgroup_mode", m_cgroups->mode()},
+            {"home", m_options.home.root}}}};
+}
+
+// ---------------------------------------------------------------------------------------
+// sd-event trampolines
+
+int Supervisor::Impl::on_child(sd_event_source*, const siginfo_t* info, void* data) {
+  auto& process = *static_cast<Process*>(data);
+  static_cast<Impl*>(process.supervisor)->on_exit(process, info);
+  return 0;
+}
+
+int Supervisor::Impl::on_process_timer(sd_event_source*, uint64_t, void* data) {
+  auto& process = *static_cast<Process*>(data);
+  Impl& impl = *static_cast<Impl*>(process.supervisor);
+  process.timer.reset();
+  switch (process.state) {
+    case ProcessState::Backoff:
+      impl.start_process(process);
+      break;
+    case ProcessState::Starting:
+      // Probe tick: connect when no probe is in flight, else the attempt timed out.
+      process.probe_watch.reset();
+      process.probe_fd.reset();
+      impl.probe_connect(process);
+      break;
+    case ProcessState::Stopping:
+      impl.m_log.warn(fmt::format("{} worker {} still running after its grace period: killing it",
+                                  process.group->label, process.wid));
+      (void)impl.m_cgroups->kill_all(process.cgroup, 2000);
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+int Supervisor::Impl::on_probe_io(sd_event_source*, int, uint32_t, void* data) {
+  auto& process = *static_cast<Process*>(data);
+  static_cast<Impl*>(process.supervisor)->probe_readable(process);
+  return 0;
+}
+
+int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo* info,
+                                void* data) {
+  auto& impl = *static_cast<Impl*>(data);
+  if (info->ssi_signo == SIGHUP) {
+    impl.m_log.warn("SIGHUP: configuration reload is not implemented yet; nothing changed");
+    return 0;
+  }
+  if (impl.m_shutting_down && info->ssi_signo == SIGINT) {
+    // A second Ctrl-C: no more grace.
+    impl.m_log.warn("second interrupt: killing everything now");
+    for (auto& group : impl.m_groups) {
+      for (auto& process : group->processes) {
+        if (process->state == ProcessState::Stopping) {
+          (void)impl.m_cgroups->kill_all(process->cgroup, 2000);
+        }
+      }
+    }
+    return 0;
+  }
+  impl.begin_shutdown(info->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+  return 0;
+}
+
+int Supervisor::Impl::on_control_io(sd_event_source*, int, uint32_t, void* data) {
+  static_cast<Impl*>(data)->on_control_connection();
+  return 0;
+}
+
+int Supervisor::Impl::on_startup_deadline(sd_event_source*, uint64_t, void* data) {
+  auto& impl = *static_cast<Impl*>(data);
+  impl.m_startup_timer.reset();
+  impl.check_startup(true);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+
+Supervisor::Supervisor(RunOptions options, std::vector<images::PluginConfig> plugins)
+    : m_impl(std::make_unique<Impl>(std::move(options), std::move(plugins))) {}
+Supervisor::~Supervisor() = default;
+Status Supervisor::prepare() { return m_impl->prepare(); }
+Status Supervisor::run() { return m_impl->run(); }
+
+}  // namespace mfserv::runtime

@@ -1,0 +1,309 @@
+// The walking skeleton end to end: the built mfserv, real nginx, real Python and Node
+// workers, real v1/v2 cgroups. Each test has its own home and port.
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+namespace fs = std::filesystem;
+using namespace mfserv::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string k_general =
+    "[general]\n_version = 1.0.0\n_summary = test plugin\n_license = MIT\n"
+    "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
+
+std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
+  return k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
+         "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;
+}
+
+std::vector<nlohmann::json> rows_of(const nlohmann::json& ps, const std::string& plugin) {
+  std::vector<nlohmann::json> rows;
+  for (const auto& row : ps["processes"]) {
+    if (row["plugin"] == plugin) {
+      rows.push_back(row);
+    }
+  }
+  return rows;
+}
+
+bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+}  // namespace
+
+TEST_CASE("the four examples answer through nginx", "[integration][root][examples]") {
+  if (!require_root()) {
+    return;
+  }
+  REQUIRE(fs::exists(source_path("examples/hello_node/node_modules/express")));
+  TempHome home;
+  for (const char* example : {"hello_flask", "hello_aiohttp", "hello_node", "hello_static"}) {
+    home.add_example(example);
+  }
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.out << started.err << read_text(home.path() + "/log/mfserv.log"));
+  REQUIRE(started.exit_code == 0);
+
+  for (const char* plugin : {"hello_flask", "hello_aiohttp", "hello_node"}) {
+    for (const std::string& path :
+         {"/" + std::string(plugin) + "/main/", "/" + std::string(plugin) + "/"}) {
+      auto response = http_get(port, path);
+      INFO(plugin << " " << path << " -> " << response.status << " " << response.body);
+      CHECK(response.status == 200);
+      CHECK(response.body.find(std::string("Hello from ") + plugin) != std::string::npos);
+      CHECK(response.body.find("path " + path) != std::string::npos);
+    }
+  }
+  auto index = http_get(port, "/hello_static/");
+  CHECK(index.status == 200);
+  CHECK(index.body.find("Hello from hello_static") != std::string::npos);
+  auto css = http_get(port, "/hello_static/main/static/site.css");
+  CHECK(css.status == 200);
+  CHECK(css.body.find("font-family") != std::string::npos);
+
+  auto stopped = home.stop();
+  CHECK(stopped.exit_code == 0);
+}
+
+TEST_CASE("ps lists each worker in its app's cgroup with the app's memory limit",
+          "[integration][root][cgroups]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2, "memory_max = 64M\n"));
+  home.add_plugin("beta", testapp_plugin(2, "memory_max = 96M\n"));
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err << read_text(home.path() + "/log/mfserv.log"));
+  REQUIRE(started.exit_code == 0);
+
+  auto ps = home.ps();
+  INFO(ps.dump(2));
+  CHECK(ps["processes"].size() == 4);
+  std::set<std::string> cgroups;
+  std::set<int> pids;
+  for (const auto& [plugin, limit] : {std::pair{"alpha", 64ULL << 20}, {"beta", 96ULL << 20}}) {
+    auto rows = rows_of(ps, plugin);
+    REQUIRE(rows.size() == 2);
+    for (const auto& row : rows) {
+      CHECK(row["state"] == "running");
+      CHECK(row["memory_limit"] == limit);
+      CHECK(row["memory_current"].is_number());
+      std::string cgroup = row["cgroup"];
+      CHECK(cgroup.find("/" + std::string(plugin) + "/app_main/w" +
+                        std::to_string(row["worker"].get<int>())) != std::string::npos);
+      cgroups.insert(cgroup);
+      pids.insert(row["pid"].get<int>());
+    }
+  }
+  CHECK(cgroups.size() == 4);
+  CHECK(pids.size() == 4);
+
+  // What the kernel says, not only what ps says.
+  if (ps["service"]["cgroup_mode"] == "v1") {
+    std::string app_dir = home.instance_cgroup_v1_memory() + "/alpha/app_main";
+    CHECK(mfserv::trim(read_text(app_dir + "/memory.limit_in_bytes")) == "67108864");
+    auto row = rows_of(ps, "alpha").front();
+    std::string procs =
+        read_text(app_dir + "/w" + std::to_string(row["worker"].get<int>()) + "/cgroup.procs");
+    CHECK(procs.find(std::to_string(row["pid"].get<int>())) != std::string::npos);
+  }
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("a worker killed with SIGKILL comes back and the app keeps answering",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto before = rows_of(home.ps(), "alpha");
+  REQUIRE(before.size() == 2);
+  int old_pid = before[0]["pid"];
+  REQUIRE(::kill(old_pid, SIGKILL) == 0);
+
+  // The socket stays open while the worker restarts: requests wait instead of failing.
+  for (int i = 0; i < 20; ++i) {
+    auto response = http_get(port, "/alpha/main/");
+    CHECK(response.status == 200);
+  }
+  nlohmann::json row;
+  REQUIRE(wait_until(
+      [&] {
+        row = rows_of(home.ps(), "alpha")[0];
+        return row["state"] == "running" && row["pid"] != old_pid;
+      },
+      10s));
+  CHECK(row["restarts"] == 1);
+  CHECK(row["last_exit"] == "signal 9");
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("a memory hog is killed by its app's limit, reported as oom and restarted",
+          "[integration][root][cgroups][oom]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("hog", testapp_plugin(1, "memory_max = 64M\n"));
+  home.add_plugin("calm", testapp_plugin(1));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  int old_pid = rows_of(home.ps(), "hog")[0]["pid"];
+
+  auto hog = http_get(port, "/hog/main/hog", "localhost", 30000);
+  CHECK(hog.status == 502);  // the worker died under the request
+
+  nlohmann::json row;
+  REQUIRE(wait_until(
+      [&] {
+        row = rows_of(home.ps(), "hog")[0];
+        return row["state"] == "running" && row["pid"] != old_pid;
+      },
+      15s));
+  INFO(row.dump());
+  CHECK(row["last_exit"] == "oom");
+  CHECK(row["oom_kills"].get<int>() >= 0);
+  CHECK(row["restarts"] == 1);
+  CHECK(http_get(port, "/hog/main/").status == 200);
+  auto calm = rows_of(home.ps(), "calm")[0];
+  CHECK(calm["restarts"] == 0);
+  CHECK(http_get(port, "/calm/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("stop leaves no process, socket or cgroup behind", "[integration][root][stop]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // A worker that leaves a detached grandchild behind: the cgroup must catch it.
+  home.add_plugin("leaky", testapp_plugin(2),
+                  {{"main/.keep", ""}});
+  home.add_plugin("forker", k_general +
+                                "[extra_daemon_bg]\n_cmd_and_args = /bin/sh -c 'setsid sleep 1000 "
+                                "& exec sleep 1000'\nnumprocesses = 1\ngraceful_timeout = 2\n");
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err << read_text(home.path() + "/log/mfserv.log"));
+  REQUIRE(started.exit_code == 0);
+  auto ps = home.ps();
+  std::vector<int> pids;
+  for (const auto& row : ps["processes"]) {
+    pids.push_back(row["pid"]);
+  }
+  pids.push_back(ps["nginx"]["pid"]);
+  REQUIRE(pids.size() == 4);
+  std::string supervisor_pid = std::to_string(ps["service"]["pid"].get<int>());
+  REQUIRE(wait_until([&] { return processes_mentioning("sleep 1000").size() >= 2; }, 5s));
+
+  auto stopped = home.stop();
+  INFO(stopped.err);
+  CHECK(stopped.exit_code == 0);
+  for (int pid : pids) {
+    CHECK_FALSE(alive(pid));
+  }
+  CHECK_FALSE(alive(std::stoi(supervisor_pid)));
+  CHECK(processes_mentioning("sleep 1000").empty());
+  CHECK(processes_mentioning(home.path()).empty());
+  for (const auto& name : mfserv::list_dir(home.path() + "/run/sockets")) {
+    FAIL_CHECK("socket left behind: " << name);
+  }
+  CHECK_FALSE(fs::exists(home.path() + "/run/control.sock"));
+  CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
+  CHECK(home.stop().exit_code == 3);  // nothing runs any more
+}
+
+TEST_CASE("a broken plugin is reported with file, line and key; the good one serves",
+          "[integration][root][config]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("good", testapp_plugin(1));
+  // Written straight into the home: `plugin develop` would refuse it.
+  write_text(home.path() + "/plugins/broken/config.ini",
+             testapp_plugin(1, "workers = 4\nmemory_max = lots\n"));
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err);
+  CHECK(started.exit_code == 0);
+  std::string config = home.path() + "/plugins/broken/config.ini";
+  CHECK(started.err.find(config + ":13") != std::string::npos);
+  CHECK(started.err.find("workers") != std::string::npos);
+  CHECK(started.err.find(config + ":14") != std::string::npos);
+  CHECK(started.err.find("memory_max") != std::string::npos);
+  CHECK(http_get(port, "/good/main/").status == 200);
+  CHECK(http_get(port, "/broken/main/").status == 404);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("start-up problems are clear errors before anything starts",
+          "[integration][root][errors]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1));
+
+  SECTION("stop and ps without a supervisor") {
+    auto stop = home.stop();
+    CHECK(stop.exit_code == 3);
+    CHECK(stop.err.find("no mfserv is running") != std::string::npos);
+    auto ps = run_mfserv({home.home_arg(), "ps"});
+    CHECK(ps.exit_code == 3);
+  }
+  SECTION("a port already in use") {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 1) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    int port = ntohs(addr.sin_port);
+    auto started = home.start(port);
+    ::close(fd);
+    CHECK(started.exit_code == 1);
+    CHECK(started.err.find("port " + std::to_string(port) + " is already in use") !=
+          std::string::npos);
+    CHECK(processes_mentioning(home.path()).empty());
+    CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
+  }
+  SECTION("no nginx") {
+    auto started = run_mfserv({home.home_arg(), "run", "--detach", "--port",
+                           std::to_string(free_port())},
+                          {{"MFSERV_NGINX", "/nonexistent/nginx"}});
+    CHECK(started.exit_code == 1);
+    CHECK(started.err.find("nginx") != std::string::npos);
+    CHECK(processes_mentioning(home.path()).empty());
+  }
+  SECTION("a home another mfserv holds") {
+    int port = free_port();
+    REQUIRE(home.start(port).exit_code == 0);
+    auto second = home.start(free_port());
+    CHECK(second.exit_code == 1);
+    CHECK(second.err.find("already used by a running mfserv") != std::string::npos);
+    CHECK(http_get(port, "/alpha/main/").status == 200);  // the first one is untouched
+    CHECK(home.stop().exit_code == 0);
+  }
+}

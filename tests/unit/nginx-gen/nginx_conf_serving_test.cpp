@@ -1,0 +1,221 @@
+// What render() produces, served by a real nginx on a free port: the C13 static matrix (app
+// prefix "/", "/PLUGIN", "/PLUGIN/APP" x static prefix "/static", ""), with and without app
+// workers, no escape from the static directory, and the built-in endpoints. Skipped with a
+// warning without nginx, failing instead under MFSERV_TESTS_MUST_RUN=1.
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "golden_models.hpp"
+#include "nginx-gen/nginx_conf.hpp"
+#include "nginx_test_support.hpp"
+#include "util/fs.hpp"
+
+using mfserv::nginx::AppRoute;
+using mfserv::nginx::FrontConfig;
+using mfserv::nginx::render;
+namespace testing = mfserv::nginx::testing;
+
+namespace {
+
+constexpr const char* k_secret = "secret-outside-static\n";
+constexpr const char* k_mime_types = "/etc/nginx/mime.types";
+
+// A front whose files all live below ROOT, on PORT. As root the workers run as root too, so
+// the test needs no permission set-up; otherwise nginx runs as the current user.
+FrontConfig test_front(const std::string& root, int port) {
+  FrontConfig front = testing::golden_front(root);
+  front.port = port;
+  front.worker_processes = 1;
+  front.user = ::geteuid() == 0 ? "root" : "";
+  if (mfserv::path_exists(k_mime_types)) {
+    front.mime_types = k_mime_types;
+  }
+  testing::prepare_front_dirs(front);
+  return front;
+}
+
+void write_static_files(const AppRoute& app, const std::string& root) {
+  testing::write_text(app.static_dir + "/x.css", "body-x\n");
+  testing::write_text(app.static_dir + "/sub/index.html", "index-sub\n");
+  testing::write_text(root + "/secret.txt", k_secret);
+  testing::write_text(root + "/plugins/site/main/secret.txt", k_secret);
+}
+
+void write_conf(const std::string& conf_text, const std::string& root) {
+  testing::write_text(root + "/nginx.conf", conf_text);
+}
+
+}  // namespace
+
+TEST_CASE("C13: static files are served for every app prefix and static prefix",
+          "[nginx-gen][nginx][C13]") {
+  const std::string nginx = testing::nginx_or_skip();
+  if (nginx.empty()) {
+    return;
+  }
+  for (const char* app_prefix : {"/", "/site", "/site/main"}) {
+    for (const char* static_prefix : {"/static", ""}) {
+      for (int workers : {0, 1}) {
+        INFO("app prefix '" << app_prefix << "', static prefix '" << static_prefix << "', "
+                            << workers << " worker(s)");
+        testing::TempDir tmp;
+        const int port = testing::free_port();
+        const FrontConfig front = test_front(tmp.path(), port);
+        const AppRoute app = testing::c13_app(tmp.path(), app_prefix, static_prefix, workers);
+        write_static_files(app, tmp.path());
+        write_conf(render(front, {app}), tmp.path());
+        std::vector<std::unique_ptr<testing::UnixHttpApp>> workers_up;
+        for (const std::string& socket : app.sockets) {
+          REQUIRE(mfserv::make_dirs(testing::parent_dir(socket)).ok());
+          workers_up.push_back(std::make_unique<testing::UnixHttpApp>(socket));
+        }
+        testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+
+        const std::string base = std::string(app_prefix) == "/" ? "" : app_prefix;
+        const std::string statics = base + static_prefix;
+        const bool static_falls_to_app = workers > 0 && std::string(static_prefix).empty();
+
+        auto file = testing::http_get(port, statics + "/x.css");
+        CHECK(file.status == 200);
+        CHECK(file.body == "body-x\n");
+        if (!front.mime_types.empty()) {
+          CHECK(file.header("Content-Type") == "text/css");
+        }
+        CHECK(file.header("X-Request-Id").size() == 32);
+
+        auto index = testing::http_get(port, statics + "/sub/");
+        auto bare_dir = testing::http_get(port, statics + "/sub");
+        auto missing = testing::http_get(port, statics + "/missing.css");
+        if (static_falls_to_app) {
+          // Only regular files are static; directories and missing files reach the app.
+          CHECK(index.body == "app GET " + statics + "/sub/\nbody=\nx-request-id=" +
+                                  index.header("X-Request-Id") + "\n");
+          CHECK(bare_dir.body.find("app GET " + statics + "/sub\n") == 0);
+          CHECK(missing.body.find("app GET " + statics + "/missing.css\n") == 0);
+        } else {
+          CHECK(index.status == 200);
+          CHECK(index.body == "index-sub\n");
+          // The redirect to the directory stays relative: no internal host or port leaks.
+          CHECK(bare_dir.status == 301);
+          CHECK(bare_dir.header("Location") == statics + "/sub/");
+          CHECK(missing.status == 404);
+        }
+
+        // nginx resolves dot segments, encoded or not, before matching a location.
+        for (const std::string& escape :
+             {statics + "/../secret.txt", statics + "/%2e%2e/secret.txt",
+              statics + "/..%2Fsecret.txt", statics + "/sub/../../secret.txt",
+              statics + "/../../../secret.txt", statics + "/%2E%2E/%2E%2E/secret.txt"}) {
+          INFO("escape attempt " << escape);
+          auto attempt = testing::http_get(port, escape);
+          CHECK(attempt.status != 0);
+          CHECK(attempt.body.find(k_secret) == std::string::npos);
+        }
+
+        if (workers > 0) {
+          // Dynamic requests reach the app with the path as the client sent it.
+          auto dynamic = testing::http_get(port, base + "/dyn/a%20b?q=1&r=2");
+          CHECK(dynamic.status == 200);
+          CHECK(dynamic.body.find("app GET " + base + "/dyn/a%20b?q=1&r=2\n") == 0);
+          auto post =
+              testing::http_request(port, "POST", base + "/form", "localhost", "", "field=value");
+          CHECK(post.body.find("app POST " + base + "/form\nbody=field=value\n") == 0);
+          if (!base.empty()) {
+            auto bare = testing::http_get(port, base);
+            CHECK(bare.body.find("app GET " + base + "\n") == 0);
+          }
+        }
+        running.stop();
+        CHECK(running.error_log_text().find("[emerg]") == std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen][nginx]") {
+  const std::string nginx = testing::nginx_or_skip();
+  if (nginx.empty()) {
+    return;
+  }
+  testing::TempDir tmp;
+  const int port = testing::free_port();
+  FrontConfig front = test_front(tmp.path(), port);
+  front.hostname = "example.org";
+  AppRoute app = testing::golden_app(tmp.path(), "foo", "main", 2);
+  app.virtualdomain_routing = true;
+  app.extra_vhosts = {"www.example.com"};
+  write_static_files(app, tmp.path());
+  REQUIRE(mfserv::make_dirs(tmp.path() + "/run/foo").ok());
+  testing::UnixHttpApp worker1(app.sockets.at(0));
+  testing::UnixHttpApp worker2(app.sockets.at(1));
+
+  SECTION("health follows the running flag; status is served to loopback") {
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    auto stopping = testing::http_get(port, "/__health");
+    CHECK(stopping.status == 503);
+    CHECK(stopping.body == "STOPPING\n");
+    CHECK(stopping.header("Content-Type") == "text/plain");
+    testing::write_text(front.running_flag, "");
+    auto running_health = testing::http_get(port, "/__health");
+    CHECK(running_health.status == 200);
+    CHECK(running_health.body == "OK\n");
+    ::unlink(front.running_flag.c_str());
+    CHECK(testing::http_get(port, "/__health").status == 503);
+
+    auto status = testing::http_get(port, "/status");
+    CHECK(status.status == 200);
+    CHECK(status.body.find("Active connections:") == 0);
+
+    // Nothing claims "/": a 404 from us, not nginx's own html directory.
+    CHECK(testing::http_get(port, "/index.html").status == 404);
+    CHECK(testing::http_get(port, "/").status == 404);
+  }
+
+  SECTION("virtual domains route the whole URL space to the app") {
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    for (const char* host : {"main.foo.example.org", "www.example.com:8080"}) {
+      INFO(host);
+      auto dynamic = testing::http_get(port, "/some/path", host);
+      CHECK(dynamic.body.find("app GET /some/path\n") == 0);
+      auto file = testing::http_get(port, "/static/x.css", host);
+      CHECK(file.body == "body-x\n");
+    }
+    // The default server does not answer at the root.
+    CHECK(testing::http_get(port, "/some/path", "other.example.org").status == 404);
+  }
+
+  SECTION("a request id is generated, passed to the app, echoed and logged") {
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    auto response = testing::http_request(port, "GET", "/foo/main/x", "localhost",
+                                          "X-Request-Id: client-chosen\r\n");
+    const std::string id = response.header("X-Request-Id");
+    CHECK(id.size() == 32);
+    CHECK(id != "client-chosen");
+    CHECK(response.body.find("x-request-id=" + id + "\n") != std::string::npos);
+    running.stop();
+    auto log = mfserv::read_file(front.access_log);
+    REQUIRE(log.ok());
+    CHECK(log->find("\"request_uri\":\"/foo/main/x\",\"status\":\"200\"") != std::string::npos);
+    CHECK(log->find("\"request_id\":\"" + id + "\",\"plugin\":\"foo\",\"app\":\"main\"}") !=
+          std::string::npos);
+  }
+
+  SECTION("with accept_incoming_request_id the client's id is kept") {
+    front.accept_incoming_request_id = true;
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    auto kept = testing::http_request(port, "GET", "/foo/main/x", "localhost",
+                                      "X-Request-Id: client-chosen\r\n");
+    CHECK(kept.header("X-Request-Id") == "client-chosen");
+    CHECK(kept.body.find("x-request-id=client-chosen\n") != std::string::npos);
+    auto fresh = testing::http_get(port, "/foo/main/x");
+    CHECK(fresh.header("X-Request-Id").size() == 32);
+  }
+}

@@ -1,0 +1,133 @@
+#include "util/fs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "util/unique_fd.hpp"
+
+namespace mfserv {
+
+Result<std::string> read_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return Error::from_errno("opening " + path);
+  }
+  std::string content;
+  char buffer[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Error::from_errno("reading " + path);
+    }
+    if (n == 0) {
+      break;
+    }
+    content.append(buffer, static_cast<size_t>(n));
+  }
+  return content;
+}
+
+static Status write_all(int fd, const std::string& content, const std::string& path) {
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Error::from_errno("writing " + path);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Status write_file_atomic(const std::string& path, const std::string& content, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) {
+    return Error::from_errno("creating " + tmp);
+  }
+  if (auto st = write_all(fd.get(), content, tmp); !st) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  ::fchmod(fd.get(), mode);
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto err = Error::from_errno("renaming " + tmp + " to " + path);
+    ::unlink(tmp.c_str());
+    return err;
+  }
+  return {};
+}
+
+Status write_existing(const std::string& path, const std::string& content) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) {
+    return Error::from_errno("opening " + path);
+  }
+  // Control files take one write; a short write is an error the kernel reports as such.
+  ssize_t n = ::write(fd.get(), content.data(), content.size());
+  if (n < 0) {
+    return Error::from_errno("writing '" + content + "' to " + path);
+  }
+  return {};
+}
+
+Status make_dirs(const std::string& path, mode_t mode) {
+  if (path.empty()) {
+    return {};
+  }
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    std::string part = path.substr(0, pos);
+    if (part.empty()) {
+      continue;
+    }
+    if (::mkdir(part.c_str(), mode) != 0 && errno != EEXIST) {
+      return Error::from_errno("creating directory " + part);
+    }
+  }
+  if (!is_directory(path)) {
+    return Error("creating directory " + path + ": a file of that name is in the way");
+  }
+  return {};
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st{};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
+  if (!dir) {
+    return names;
+  }
+  while (auto* entry = ::readdir(dir.get())) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      names.push_back(std::move(name));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace mfserv

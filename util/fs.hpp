@@ -1,0 +1,24 @@
+// Small file helpers over raw system calls, returning Result.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "util/result.hpp"
+
+namespace mfserv {
+
+Result<std::string> read_file(const std::string& path);
+// Writes to PATH.tmp then renames over PATH, so readers see the old or the new file whole.
+Status write_file_atomic(const std::string& path, const std::string& content, mode_t mode = 0644);
+// Writes without truncating or creating: for cgroup and proc control files.
+Status write_existing(const std::string& path, const std::string& content);
+// mkdir -p; existing directories are fine.
+Status make_dirs(const std::string& path, mode_t mode = 0755);
+bool path_exists(const std::string& path);
+bool is_directory(const std::string& path);
+std::vector<std::string> list_dir(const std::string& path);
+
+}  // namespace mfserv

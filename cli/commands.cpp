@@ -1,6 +1,8 @@
 #include "cli/commands.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,14 +216,23 @@ int cmd_stop(const Globals& globals) {
     print_error(answer.error().describe());
     return k_exit_error;
   }
-  // The supervisor holds the home's lock until everything it started is gone.
+  // The supervisor holds the home's lock until everything it started is gone, then exits.
+  int pid = answer->value("pid", -1);
+  int pidfd = pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1;
+  auto exited = [pidfd] {
+    pollfd pfd{pidfd, POLLIN, 0};
+    return pidfd < 0 || ::poll(&pfd, 1, 0) == 1;
+  };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
-  while (runtime::home_is_locked(*home)) {
+  while (runtime::home_is_locked(*home) || !exited()) {
     if (std::chrono::steady_clock::now() > deadline) {
       print_error("mfserv is still stopping after 10 minutes; see " + home->supervisor_log());
       return k_exit_error;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (pidfd >= 0) {
+    ::close(pidfd);
   }
   fmt::print("mfserv stopped\n");
   return k_exit_ok;

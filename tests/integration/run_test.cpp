@@ -39,7 +39,12 @@ std::vector<nlohmann::json> rows_of(const nlohmann::json& ps, const std::string&
   return rows;
 }
 
-bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+// Running, or not yet reaped by its parent: a zombie is gone for our purposes.
+bool alive(pid_t pid) {
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto end = stat.rfind(')');
+  return end != std::string::npos && stat.size() > end + 2 && stat[end + 2] != 'Z';
+}
 
 }  // namespace
 

@@ -8,13 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "isolation/cgroup.hpp"
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 
 namespace mfserv::isolation {
 namespace {
@@ -23,6 +21,7 @@ namespace {
 struct ChildFailure {
   int step;
   int error;
+  int sandbox_step;
 };
 
 enum Step : int {
@@ -32,6 +31,8 @@ enum Step : int {
   k_step_rlimit,
   k_step_chdir,
   k_step_exec,
+  k_step_sandbox,
+  k_step_clone,
 };
 
 const char* step_name(int step) {
@@ -42,12 +43,14 @@ const char* step_name(int step) {
     case k_step_rlimit: return "applying rlimits";
     case k_step_chdir: return "entering the working directory";
     case k_step_exec: return "executing the command";
+    case k_step_sandbox: return "entering the sandbox";
+    case k_step_clone: return "starting the program inside the sandbox";
     default: return "an unknown step";
   }
 }
 
-[[noreturn]] void fail(int pipe_fd, int step) {
-  ChildFailure failure{step, errno};
+[[noreturn]] void fail(int pipe_fd, int step, SandboxStep sandbox_step = SandboxStep::k_none) {
+  ChildFailure failure{step, errno, static_cast<int>(sandbox_step)};
   (void)!::write(pipe_fd, &failure, sizeof failure);
   ::_exit(127);
 }
@@ -70,18 +73,62 @@ void fill_pid(char* entry, pid_t pid) {
   start[n] = '\0';
 }
 
-[[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp,
-                            char* listen_pid_entry, int null_fd, int pipe_fd) {
-  // Signals blocked or ignored by the supervisor's event loop must not leak into the app.
+void reset_signals() {
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) {
     signal(sig, SIG_DFL);
   }
+}
+
+// PID 1 of the sandbox: forwards what the supervisor sends to the program and reaps every
+// child; exits when the program does (the kernel then kills whatever is left inside).
+[[noreturn]] void run_init(pid_t program) {
+  sigset_t all;
+  sigfillset(&all);
+  for (;;) {
+    siginfo_t info{};
+    int sig = sigwaitinfo(&all, &info);
+    if (sig < 0) {
+      continue;
+    }
+    if (sig != SIGCHLD) {
+      ::kill(program, sig);
+      continue;
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == program) {
+        ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      }
+    }
+  }
+}
+
+[[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp,
+                            char* listen_pid_entry, int null_fd, int pipe_fd) {
+  PreparedSandbox* sandbox = spec.sandbox;
+  // Keep the failure pipe clear of the fds set up below (0-3).
+  if (pipe_fd <= 3) {
+    pipe_fd = ::fcntl(pipe_fd, F_DUPFD_CLOEXEC, 10);
+  }
+  if (sandbox) {
+    // The init takes signals with sigwaitinfo; the program gets a clean mask after fork.
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      signal(sig, SIG_DFL);
+    }
+  } else {
+    reset_signals();
+  }
   if (spec.new_session && ::setsid() < 0) {
     fail(pipe_fd, k_step_session);
   }
+  // First of all, so that everything below is charged to the worker's cgroup.
   if (int err = join_cgroup_fds(spec.cgroup_procs_fds.data(),
                                 static_cast<int>(spec.cgroup_procs_fds.size()));
       err != 0) {
@@ -102,15 +149,19 @@ void fill_pid(char* entry, pid_t pid) {
     } else if (::dup2(spec.listen_fd, 3) < 0) {
       fail(pipe_fd, k_step_fds);
     }
-    fill_pid(listen_pid_entry, ::getpid());
   }
-  // Nothing else crosses exec (the failure pipe is close-on-exec already).
+  // Nothing else of the supervisor's may reach the program, nor stay open in a sandbox's
+  // init (which never execs): close everything but the failure pipe (close-on-exec).
   int first_closed = spec.listen_fd >= 0 ? 4 : 3;
-  if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    for (int fd = first_closed; fd < 1024; ++fd) {
-      if (fd != pipe_fd) {
-        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-      }
+  if (pipe_fd > first_closed) {
+    ::syscall(SYS_close_range, first_closed, pipe_fd - 1, 0);
+  }
+  ::syscall(SYS_close_range, std::max(pipe_fd + 1, first_closed), ~0U, 0);
+  SandboxStep sandbox_step = SandboxStep::k_none;
+  if (sandbox) {
+    if (int err = enter_sandbox_mounts(*sandbox, &sandbox_step); err != 0) {
+      errno = err;
+      fail(pipe_fd, k_step_sandbox, sandbox_step);
     }
   }
   for (const auto& [resource, value] : spec.rlimits) {
@@ -122,6 +173,24 @@ void fill_pid(char* entry, pid_t pid) {
   ::umask(spec.umask);
   if (!spec.workdir.empty() && ::chdir(spec.workdir.c_str()) < 0) {
     fail(pipe_fd, k_step_chdir);
+  }
+  if (sandbox) {
+    if (int err = enter_sandbox_identity(*sandbox, &sandbox_step); err != 0) {
+      errno = err;
+      fail(pipe_fd, k_step_sandbox, sandbox_step);
+    }
+    pid_t program = ::fork();
+    if (program < 0) {
+      fail(pipe_fd, k_step_clone);
+    }
+    if (program > 0) {
+      ::close(pipe_fd);  // the program's exec (or failure) now decides what the parent reads
+      run_init(program);
+    }
+    reset_signals();
+  }
+  if (spec.listen_fd >= 0) {
+    fill_pid(listen_pid_entry, ::getpid());
   }
   ::execve(argv[0], argv, envp);
   fail(pipe_fd, k_step_exec);
@@ -170,9 +239,15 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
   UniqueFd read_end(pipe_fds[0]);
   UniqueFd write_end(pipe_fds[1]);
 
-  pid_t pid = ::fork();
+  // A sandboxed process is born in its new namespaces (clone with fork semantics: the
+  // supervisor is single-threaded, so the child's copy of its memory is consistent).
+  pid_t pid = spec.sandbox ? static_cast<pid_t>(::syscall(SYS_clone,
+                                                          sandbox_clone_flags(*spec.sandbox) |
+                                                              SIGCHLD,
+                                                          nullptr, nullptr, nullptr, 0))
+                           : ::fork();
   if (pid < 0) {
-    return Error::from_errno("fork");
+    return Error::from_errno(spec.sandbox ? "creating the sandbox namespaces" : "fork");
   }
   if (pid == 0) {
     run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(), write_end.get());
@@ -185,8 +260,11 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof failure)) {
     ::waitpid(pid, nullptr, 0);
-    return Error(std::string("starting ") + spec.argv[0] + ": " + step_name(failure.step),
-                 failure.error);
+    std::string step = step_name(failure.step);
+    if (failure.step == k_step_sandbox) {
+      step += std::string(" (") + to_string(static_cast<SandboxStep>(failure.sandbox_step)) + ")";
+    }
+    return Error(std::string("starting ") + spec.argv[0] + ": " + step, failure.error);
   }
   Spawned spawned;
   spawned.pid = pid;

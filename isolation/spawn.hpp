@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "isolation/sandbox.hpp"
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
 
@@ -27,6 +28,10 @@ struct SpawnSpec {
   std::vector<std::pair<int, std::uint64_t>> rlimits;  // RLIMIT_*, value (soft = hard)
   mode_t umask = 0007;
   bool new_session = true;  // setsid: the terminal's Ctrl-C goes to the supervisor only
+  // When set: the process is a small init (PID 1 of new namespaces) that enters the sandbox,
+  // forks the program, forwards signals to it, reaps zombies and exits with its status
+  // (128+N when the program died of signal N).
+  PreparedSandbox* sandbox = nullptr;
 };
 
 struct Spawned {

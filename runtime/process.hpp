@@ -13,6 +13,7 @@
 
 #include "images/plugin.hpp"
 #include "isolation/cgroup.hpp"
+#include "isolation/sandbox.hpp"
 #include "runtime/event_source.hpp"
 #include "util/unique_fd.hpp"
 
@@ -58,7 +59,8 @@ struct Group {
   std::string log_path;
   UniqueFd log_fd;
   isolation::CgroupLimits limits;
-  std::string error;  // set when the group cannot run (cgroup limits, sockets...)
+  std::string error;  // set when the group cannot run (cgroup limits, sockets, sandbox...)
+  std::unique_ptr<isolation::PreparedSandbox> sandbox;  // apps and daemons; null for nginx
   std::vector<std::unique_ptr<Process>> processes;
 };
 

@@ -43,6 +43,7 @@ constexpr std::uint64_t k_probe_attempt_us = 2 * k_usec_per_sec;
 constexpr std::uint64_t k_startup_deadline_us = 90 * k_usec_per_sec;
 constexpr int k_failures_before_failed_start = 3;
 constexpr int k_nginx_grace_s = 10;
+constexpr const char* k_default_worker_user = "mfserv";
 
 std::uint64_t now_us() {
   struct timespec ts{};
@@ -51,8 +52,13 @@ std::uint64_t now_us() {
          static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
 }
 
-std::string describe_exit(const siginfo_t* info) {
+// SANDBOXED: the process is the sandbox's init, which exits with 128+N when the program died
+// of signal N (an init cannot die of a signal it sends itself).
+std::string describe_exit(const siginfo_t* info, bool sandboxed) {
   if (info->si_code == CLD_EXITED) {
+    if (sandboxed && info->si_status > 128 && info->si_status < 128 + 65) {
+      return fmt::format("signal {}", info->si_status - 128);
+    }
     return fmt::format("exit {}", info->si_status);
   }
   return fmt::format("signal {}", info->si_status);
@@ -84,6 +90,8 @@ class Supervisor::Impl {
   void build_groups();
   Status prepare_group_cgroup(Group& group);
   Status open_worker_socket(Process& process);
+  Status prepare_group_sandbox(Group& group);
+  std::string plugin_var_dir(const images::PluginConfig& plugin) const;
   Status write_nginx_conf();
   Status setup_event_loop();
 
@@ -222,6 +230,9 @@ Status Supervisor::Impl::prepare() {
       continue;
     }
     Status st = prepare_group_cgroup(*group);
+    if (st) {
+      st = prepare_group_sandbox(*group);
+    }
     for (auto& process : group->processes) {
       if (st && group->kind == Group::Kind::App) {
         st = open_worker_socket(*process);
@@ -341,6 +352,46 @@ Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
     return Error::from_errno("opening the log file " + group.log_path);
   }
   return {};
+}
+
+// Fails closed: a worker whose sandbox cannot be prepared does not start at all.
+Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
+  const auto& plugin = *group.plugin;
+  const auto& app = *group.app;
+  isolation::SandboxSpec spec;
+  spec.hostname = app.name + "." + plugin.name;
+  spec.network_none = app.network == "none";
+  spec.user = app.user.empty() ? k_default_worker_user : app.user;
+  spec.seccomp = app.seccomp != "off";
+  spec.private_tmp = {"/tmp", "/var/tmp", "/dev/shm"};
+  spec.hide.push_back(m_options.home.root);
+  for (const auto& other : m_plugins) {
+    if (other.dir != plugin.dir) {
+      spec.hide.push_back(other.dir);
+    }
+  }
+  spec.readonly.push_back(plugin.dir);
+  spec.readonly.insert(spec.readonly.end(), app.readonly_paths.begin(), app.readonly_paths.end());
+  spec.writable = app.writable_paths;
+  std::string var_dir = plugin_var_dir(plugin);
+  if (auto st = make_dirs(var_dir, 0750); !st) {
+    return st;
+  }
+  spec.writable.push_back(var_dir);
+  auto sandbox = isolation::prepare_sandbox(spec);
+  if (!sandbox) {
+    return sandbox.error().with_context("preparing the sandbox of " + group.label);
+  }
+  // The plugin's own writable folder belongs to the user its workers run as.
+  if (::chown(var_dir.c_str(), sandbox->uid, sandbox->gid) != 0) {
+    return Error::from_errno("giving " + var_dir + " to the worker user");
+  }
+  group.sandbox = std::make_unique<isolation::PreparedSandbox>(std::move(*sandbox));
+  return {};
+}
+
+std::string Supervisor::Impl::plugin_var_dir(const images::PluginConfig& plugin) const {
+  return m_options.home.root + "/var/plugins/" + plugin.name;
 }
 
 Status Supervisor::Impl::open_worker_socket(Process& process) {
@@ -484,7 +535,8 @@ std::vector<std::string> Supervisor::Impl::process_env(const Process& process) c
   env.push_back("PATH=" + plugin.dir + "/bin:/usr/local/bin:/usr/bin:/bin");
   env.emplace_back("LANG=C.UTF-8");
   env.emplace_back("PYTHONUNBUFFERED=1");
-  env.push_back("HOME=" + plugin.app_workdir(app));
+  env.emplace_back("HOME=/tmp");  // the sandbox's private, writable /tmp
+  env.push_back("MFSERV_PLUGIN_VAR_DIR=" + plugin_var_dir(plugin));
   if (plugin.add_plugin_dir_to_python_path) {
     env.push_back("PYTHONPATH=" + plugin.dir);
   }
@@ -528,6 +580,7 @@ void Supervisor::Impl::start_process(Process& process) {
   }
   spec.env = process_env(process);
   spec.output_fd = group.log_fd.get();
+  spec.sandbox = group.sandbox.get();
   spec.listen_fd = process.listen_fd ? process.listen_fd.get() : -1;
 
   auto spawned = launch(process, spec);
@@ -585,7 +638,7 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   process.probe_watch.reset();
   process.probe_fd.reset();
   process.timer.reset();
-  std::string reason = describe_exit(info);
+  std::string reason = describe_exit(info, group.sandbox != nullptr);
   // The kernel counts the OOM kill before it sends SIGKILL, so the counter is already up.
   if (m_cgroups->usage(process.cgroup).oom_kills > process.oom_kills_at_start) {
     reason = "oom";

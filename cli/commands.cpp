@@ -18,8 +18,10 @@
 #include "images/store.hpp"
 #include "nginx-gen/nginx_conf.hpp"
 #include "runtime/control.hpp"
+#include "runtime/exec.hpp"
 #include "runtime/front.hpp"
 #include "runtime/home.hpp"
+#include "runtime/settings.hpp"
 #include "runtime/supervisor.hpp"
 #include "util/strings.hpp"
 
@@ -27,6 +29,8 @@ namespace mfserv::cli {
 namespace {
 
 using nlohmann::json;
+
+bool home_is_running(const runtime::Home& home) { return runtime::home_is_locked(home); }
 
 void print_error(const std::string& message) { fmt::print(stderr, "mfserv: {}\n", message); }
 
@@ -84,10 +88,11 @@ std::string memory_cell(const json& row) {
 }
 
 int run_foreground(const runtime::Home& home, std::vector<images::PluginConfig> plugins,
-                   int port) {
+                   const runtime::FrontSettings& front) {
+  const int port = front.port;
   runtime::RunOptions options;
   options.home = home;
-  options.front.port = port;
+  options.front = front;
   options.log_sink = [](const std::string& line) { fmt::print(stderr, "{}", line); };
   auto plugins_copy = plugins;
   options.on_ready = [&home, plugins_copy, port](const std::vector<std::string>& failed) {
@@ -110,7 +115,9 @@ int run_foreground(const runtime::Home& home, std::vector<images::PluginConfig> 
   return k_exit_ok;
 }
 
-int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> plugins, int port) {
+int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> plugins,
+                 const runtime::FrontSettings& front) {
+  const int port = front.port;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     print_error("creating a pipe to the supervisor failed");
@@ -142,7 +149,7 @@ int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> pl
     };
     runtime::RunOptions options;
     options.home = home;
-    options.front.port = port;
+    options.front = front;
     options.on_ready = [&report](const std::vector<std::string>& failed) {
       report({{"ok", true}, {"failed", failed}});
     };
@@ -197,9 +204,17 @@ int cmd_run(const Globals& globals, int port, bool detach) {
     print_error(st.error().describe());
     return k_exit_error;
   }
+  auto settings = runtime::load_settings(*home);
+  if (!settings) {
+    print_error(settings.error().describe());
+    return k_exit_error;
+  }
+  if (port > 0) {
+    settings->port = port;  // --port overrides HOME/config/mfserv.ini
+  }
   auto plugins = load_and_report(*home);
-  return detach ? run_detached(*home, std::move(plugins), port)
-                : run_foreground(*home, std::move(plugins), port);
+  return detach ? run_detached(*home, std::move(plugins), *settings)
+                : run_foreground(*home, std::move(plugins), *settings);
 }
 
 int cmd_stop(const Globals& globals) {
@@ -279,15 +294,38 @@ int cmd_ps(const Globals& globals) {
   return k_exit_ok;
 }
 
+int cmd_exec(const Globals& globals, const std::string& target,
+             const std::vector<std::string>& command) {
+  auto home = open_home(globals);
+  if (!home) {
+    return k_exit_error;
+  }
+  auto slash = target.find('/');
+  std::string plugin = target.substr(0, slash);
+  std::string app = slash == std::string::npos ? "main" : target.substr(slash + 1);
+  auto code = runtime::exec_in_app(*home, plugin, app, command);
+  if (!code) {
+    print_error(code.error().describe());
+    return home_is_running(*home) ? k_exit_error : k_exit_not_running;
+  }
+  return *code;
+}
+
 int cmd_nginx_conf(const Globals& globals, int port) {
   auto home = open_home(globals);
   if (!home) {
     return k_exit_error;
   }
+  auto settings = runtime::load_settings(*home);
+  if (!settings) {
+    print_error(settings.error().describe());
+    return k_exit_error;
+  }
+  if (port > 0) {
+    settings->port = port;  // --port overrides HOME/config/mfserv.ini
+  }
   auto plugins = load_and_report(*home);
-  runtime::FrontSettings settings;
-  settings.port = port;
-  fmt::print("{}", nginx::render(runtime::front_config(*home, settings),
+  fmt::print("{}", nginx::render(runtime::front_config(*home, *settings),
                                  runtime::front_routes(*home, plugins)));
   return k_exit_ok;
 }

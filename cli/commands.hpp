@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace mfserv::cli {
 
@@ -21,6 +22,8 @@ int cmd_run(const Globals& globals, int port, bool detach);
 int cmd_stop(const Globals& globals);
 int cmd_ps(const Globals& globals);
 int cmd_nginx_conf(const Globals& globals, int port);
+int cmd_exec(const Globals& globals, const std::string& target,
+             const std::vector<std::string>& command);
 int cmd_plugin_develop(const Globals& globals, const std::string& dir);
 int cmd_plugin_list(const Globals& globals);
 

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/plugin_commands.hpp"
 
 using namespace mfserv::cli;
 
@@ -25,6 +26,13 @@ int main(int argc, char** argv) {
   auto* ps = app.add_subcommand("ps", "one row per worker");
   ps->add_flag("--json", globals.json, "machine-readable output");
 
+  std::string exec_target;
+  std::vector<std::string> exec_command;
+  auto* exec = app.add_subcommand("exec", "run a command in an app's sandbox and cgroup");
+  exec->add_option("PLUGIN/APP", exec_target, "the app (PLUGIN alone means PLUGIN/main)")
+      ->required();
+  exec->add_option("COMMAND", exec_command, "the command, after --")->required();
+
   auto* nginx_conf = app.add_subcommand("nginx-conf", "print the generated nginx configuration");
   nginx_conf->add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));
 
@@ -35,6 +43,29 @@ int main(int argc, char** argv) {
   develop->add_option("DIR", develop_dir, "plugin folder")->required()->check(CLI::ExistingDirectory);
   auto* list = plugin->add_subcommand("list", "installed plugins");
   list->add_flag("--json", globals.json, "machine-readable output");
+  std::string new_template;
+  std::string new_name;
+  std::string new_dir;
+  auto* plugin_new = plugin->add_subcommand("new", "create a plugin folder from a template");
+  plugin_new->add_option("--template", new_template,
+                         "python-wsgi, python-aiohttp, node, static or daemon")
+      ->required();
+  plugin_new->add_option("NAME", new_name, "plugin name")->required();
+  plugin_new->add_option("--dir", new_dir, "folder to create it in (default: the current one)");
+  std::string build_dir;
+  std::string build_output;
+  auto* build = plugin->add_subcommand(
+      "build", "pack a plugin folder into NAME-VERSION-RELEASE.metwork.mfserv.plugin");
+  build->add_option("DIR", build_dir, "plugin folder")->required()->check(CLI::ExistingDirectory);
+  build->add_option("--output", build_output, "folder for the archive (default: the current one)");
+  std::string install_file;
+  bool install_force = false;
+  auto* install = plugin->add_subcommand("install", "install a .plugin archive into the home");
+  install->add_option("FILE", install_file, ".plugin archive")->required();
+  install->add_flag("--force", install_force, "replace an installed version or a dev link");
+  std::string uninstall_name;
+  auto* uninstall = plugin->add_subcommand("uninstall", "remove an installed plugin or dev link");
+  uninstall->add_option("NAME", uninstall_name, "plugin name")->required();
 
   try {
     app.parse(argc, argv);
@@ -52,6 +83,9 @@ int main(int argc, char** argv) {
   if (ps->parsed()) {
     return cmd_ps(globals);
   }
+  if (exec->parsed()) {
+    return cmd_exec(globals, exec_target, exec_command);
+  }
   if (nginx_conf->parsed()) {
     return cmd_nginx_conf(globals, port);
   }
@@ -60,6 +94,18 @@ int main(int argc, char** argv) {
   }
   if (list->parsed()) {
     return cmd_plugin_list(globals);
+  }
+  if (plugin_new->parsed()) {
+    return cmd_plugin_new(new_template, new_name, new_dir);
+  }
+  if (build->parsed()) {
+    return cmd_plugin_build(build_dir, build_output);
+  }
+  if (install->parsed()) {
+    return cmd_plugin_install(globals, install_file, install_force);
+  }
+  if (uninstall->parsed()) {
+    return cmd_plugin_uninstall(globals, uninstall_name);
   }
   return k_exit_usage;
 }

@@ -1,13 +1,17 @@
-// Picks the cgroup backend from libcgroup's view of the mount table, and the helper a child
-// uses to join its cgroup between fork and exec.
+// Picks the cgroup backend from libcgroup's view of the mount table, finds a delegated v2
+// base (systemd's Delegate=yes), and holds the helpers a child uses to join its cgroup
+// between fork and exec and the runtime uses to drain an OOM watch fd.
 #include <libcgroup.h>
 #include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <optional>
 
 #include "isolation/cgroup.hpp"
 #include "isolation/cgroup_backends.hpp"
+#include "isolation/cgroup_fs.hpp"
 #include "util/fs.hpp"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -36,9 +40,74 @@ int join_cgroup_fds(const int* fds, int count) {
   return 0;
 }
 
+void drain_oom_watch(int fd) {
+  // Big enough for one inotify event with its name, and for the 8 bytes of an eventfd.
+  alignas(8) char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0 || (n < 0 && errno == EINTR)) {
+      continue;
+    }
+    return;
+  }
+}
+
 static bool is_cgroup2(const std::string& path) {
   struct statfs fs{};
   return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+static std::string parent_of(const std::string& cgroup) {
+  auto slash = cgroup.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : cgroup.substr(0, slash);
+}
+
+// Whether the v2 cgroup CGROUP ("/a/b") was delegated to this process: writable, and marked
+// by the manager (systemd sets the "trusted.delegate" and, since v254, "user.delegate" xattr
+// for Delegate=yes: https://systemd.io/CGROUP_DELEGATION/) or by MFSERV_CGROUP_DELEGATED=1.
+static std::optional<std::string> delegation_source(const std::string& mount,
+                                                    const std::string& cgroup) {
+  if (cgroup.empty() || cgroup == "/") {
+    return std::nullopt;
+  }
+  std::string dir = mount + cgroup;
+  for (const char* file : {"", "/cgroup.procs", "/cgroup.subtree_control"}) {
+    if (::access((dir + file).c_str(), W_OK) != 0) {
+      return std::nullopt;
+    }
+  }
+  const char* env = std::getenv("MFSERV_CGROUP_DELEGATED");
+  if (env != nullptr && std::string(env) == "1") {
+    return std::string("MFSERV_CGROUP_DELEGATED=1");
+  }
+  for (const char* name : {"user.delegate", "trusted.delegate"}) {
+    char value[8] = {};
+    if (::getxattr(dir.c_str(), name, value, sizeof value - 1) > 0 && value[0] == '1') {
+      return std::string(name) + " xattr";
+    }
+  }
+  return std::nullopt;
+}
+
+static V2Base find_v2_base(const std::string& mount) {
+  const char* env = std::getenv("MFSERV_CGROUP_DELEGATED");
+  if (env != nullptr && std::string(env) == "0") {
+    return {};
+  }
+  std::string own = own_cgroup("");
+  // After enter_leaf() the supervisor sits in "<base>/supervisor": its base is the parent.
+  std::string leaf_suffix = std::string("/") + k_supervisor_leaf;
+  if (own.size() > leaf_suffix.size() &&
+      own.compare(own.size() - leaf_suffix.size(), leaf_suffix.size(), leaf_suffix) == 0) {
+    std::string parent = parent_of(own);
+    if (auto source = delegation_source(mount, parent)) {
+      return V2Base{parent.substr(1), true, *source};
+    }
+  }
+  if (auto source = delegation_source(mount, own)) {
+    return V2Base{own.substr(1), true, *source};
+  }
+  return {};
 }
 
 Result<std::unique_ptr<CgroupBackend>> detect_cgroups() {
@@ -54,7 +123,7 @@ Result<std::unique_ptr<CgroupBackend>> detect_cgroups() {
   std::string memory_path = memory_mount;
   std::free(memory_mount);
   if (is_cgroup2(memory_path)) {
-    return make_v2_backend(memory_path);
+    return make_v2_backend(memory_path, find_v2_base(memory_path));
   }
   std::map<std::string, std::string> mounts;
   for (const char* controller : {"memory", "pids", "cpu", "freezer"}) {

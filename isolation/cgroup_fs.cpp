@@ -1,16 +1,22 @@
+// cgroupfs helpers shared by the v1 and v2 backends (see cgroup_fs.hpp).
 #include "isolation/cgroup_fs.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace mfserv::isolation {
+namespace {
 
-static void collect_dirs(const std::string& dir, std::vector<std::string>& out) {
+constexpr int k_transient_busy_ms = 1000;
+
+void collect_dirs(const std::string& dir, std::vector<std::string>& out) {
   for (const auto& name : list_dir(dir)) {
     std::string child = dir + "/" + name;
     struct stat st{};
@@ -21,6 +27,18 @@ static void collect_dirs(const std::string& dir, std::vector<std::string>& out) 
   out.push_back(dir);
 }
 
+bool has_child_cgroup(const std::string& dir) {
+  for (const auto& name : list_dir(dir)) {
+    struct stat st{};
+    if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<std::string> subtree_dirs_deepest_first(const std::string& dir) {
   std::vector<std::string> out;
   if (is_directory(dir)) {
@@ -29,26 +47,48 @@ std::vector<std::string> subtree_dirs_deepest_first(const std::string& dir) {
   return out;
 }
 
-std::vector<pid_t> subtree_pids(const std::string& dir) {
+std::vector<pid_t> cgroup_pids(const std::string& dir) {
   std::vector<pid_t> pids;
-  for (const auto& d : subtree_dirs_deepest_first(dir)) {
-    auto content = read_file(d + "/cgroup.procs");
-    if (!content) {
-      continue;
-    }
-    for (const auto& line : split(*content, '\n')) {
-      if (auto pid = parse_int(line)) {
-        pids.push_back(static_cast<pid_t>(*pid));
-      }
+  auto content = read_file(dir + "/cgroup.procs");
+  if (!content) {
+    return pids;
+  }
+  for (const auto& line : split(*content, '\n')) {
+    if (auto pid = parse_int(line)) {
+      pids.push_back(static_cast<pid_t>(*pid));
     }
   }
   return pids;
 }
 
+std::vector<pid_t> subtree_pids(const std::string& dir) {
+  std::vector<pid_t> pids;
+  for (const auto& d : subtree_dirs_deepest_first(dir)) {
+    auto here = cgroup_pids(d);
+    pids.insert(pids.end(), here.begin(), here.end());
+  }
+  return pids;
+}
+
+Status remove_cgroup(const std::string& dir) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(k_transient_busy_ms);
+  for (;;) {
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) {
+      return {};
+    }
+    auto error = Error::from_errno("removing cgroup " + dir);
+    if (error.code() != EBUSY || !cgroup_pids(dir).empty() || has_child_cgroup(dir) ||
+        std::chrono::steady_clock::now() > deadline) {
+      return error;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 Status remove_subtree(const std::string& dir) {
   for (const auto& d : subtree_dirs_deepest_first(dir)) {
-    if (::rmdir(d.c_str()) != 0 && errno != ENOENT) {
-      return Error::from_errno("removing cgroup " + d);
+    if (auto st = remove_cgroup(d); !st) {
+      return st;
     }
   }
   return {};
@@ -90,6 +130,59 @@ Status write_control(const std::string& dir, const std::string& file, const std:
     return Error("setting " + file + "=" + value + " in " + dir, st.error().code());
   }
   return {};
+}
+
+Status write_control_retrying(const std::string& dir, const std::string& file,
+                              const std::string& value, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto st = write_control(dir, file, value);
+    if (st || st.error().code() != EBUSY || std::chrono::steady_clock::now() > deadline) {
+      return st;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::string own_cgroup(const std::string& controller) {
+  auto content = read_file("/proc/self/cgroup");
+  if (!content) {
+    return "";
+  }
+  // Lines are "ID:CONTROLLERS:PATH"; v2 is "0::PATH" (cgroups(7)).
+  for (const auto& line : split(*content, '\n')) {
+    auto first = line.find(':');
+    auto second = first == std::string::npos ? first : line.find(':', first + 1);
+    if (second == std::string::npos) {
+      continue;
+    }
+    std::string controllers = line.substr(first + 1, second - first - 1);
+    std::string path = line.substr(second + 1);
+    if (controller.empty()) {
+      if (controllers.empty()) {
+        return path;
+      }
+      continue;
+    }
+    for (const auto& name : split(controllers, ',')) {
+      if (name == controller) {
+        return path;
+      }
+    }
+  }
+  return "";
+}
+
+std::string join_cgroup_path(const std::string& base, const std::string& rel) {
+  std::string out;
+  for (const auto* part : {&base, &rel}) {
+    for (const auto& piece : split(*part, '/')) {
+      if (!piece.empty()) {
+        out += "/" + piece;
+      }
+    }
+  }
+  return out.empty() ? "/" : out;
 }
 
 }  // namespace mfserv::isolation

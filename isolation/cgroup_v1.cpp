@@ -2,15 +2,15 @@
 // created and deleted through libcgroup (it knows every controller's mount point); limits are
 // written to the control files directly so that a failure names the exact file and value.
 // Kernel reference: Documentation/admin-guide/cgroup-v1/{memory,pids,freezer-subsystem}.rst.
+#include <fcntl.h>
 #include <libcgroup.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <memory>
 #include <thread>
-
-#include <fcntl.h>
 
 #include "isolation/cgroup_backends.hpp"
 #include "isolation/cgroup_fs.hpp"
@@ -89,26 +89,93 @@ class V1Backend final : public CgroupBackend {
         ::kill(pid, SIGKILL);
       }
       if (frozen) {
+        // Thaw every cgroup of the subtree: one left FROZEN by itself (a crashed run) stays
+        // frozen when its parent thaws ("self-state", cgroup-v1/freezer-subsystem.rst), and
+        // a frozen task does not act on SIGKILL.
         (void)write_control(freezer_dir, "freezer.state", "THAWED");
       }
       if (pid_list.empty()) {
         return {};
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        return Error("killing cgroup " + rel + ": " + std::to_string(pid_list.size()) +
-                     " processes still there");
+        return Error("killing cgroup " + display_path(rel) + ": " +
+                     std::to_string(pid_list.size()) + " processes still there");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
 
   Status remove(const std::string& rel) override {
+    // rmdir rather than libcgroup's cgroup_delete_cgroup_ext(), which moves the tasks it
+    // finds to the parent instead of failing.
     for (const auto& [name, mount] : m_mounts) {
       if (auto st = remove_subtree(dir(name, rel)); !st) {
         return st;
       }
     }
     return {};
+  }
+
+  Status remove_if_empty(const std::string& rel) override {
+    for (const auto& [name, mount] : m_mounts) {
+      auto st = remove_cgroup(dir(name, rel));
+      if (!st && st.error().code() != EBUSY) {
+        return st;
+      }
+    }
+    return {};
+  }
+
+  Result<UniqueFd> watch_oom(const std::string& rel) override {
+    // cgroup-v1/memory.rst, "OOM Control": write "<eventfd> <fd of memory.oom_control>" to
+    // cgroup.event_control. The eventfd is signalled when this memcg or an ancestor hits its
+    // limit (mem_cgroup_oom_notify walks the OOMing memcg's subtree), and once when the
+    // cgroup is removed. The other two fds may be closed once registered.
+    std::string memory_dir = dir("memory", rel);
+    UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!event) {
+      return Error::from_errno("watching OOM kills in " + memory_dir + ": eventfd");
+    }
+    UniqueFd control(::open((memory_dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!control) {
+      return Error::from_errno("opening " + memory_dir + "/memory.oom_control");
+    }
+    std::string registration =
+        std::to_string(event.get()) + " " + std::to_string(control.get());
+    if (auto st = write_control(memory_dir, "cgroup.event_control", registration); !st) {
+      return st.error().with_context("registering an OOM eventfd");
+    }
+    return event;
+  }
+
+  CgroupCheck check() const override {
+    CgroupCheck report;
+    report.layout = has_cgroup2_mount() ? "hybrid" : "v1";
+    report.backend = "v1";
+    std::string memory_mount = m_mounts.count("memory") != 0 ? m_mounts.at("memory") : "";
+    report.hierarchy_root = memory_mount;
+    report.own_cgroup = own_cgroup("memory");
+    report.base = display_path("");
+    for (const auto& [name, mount] : m_mounts) {
+      report.controllers.push_back(name);
+    }
+    for (const char* controller : {"memory", "pids", "cpu"}) {
+      if (m_mounts.count(controller) == 0) {
+        report.missing.emplace_back(controller);
+        report.notes.push_back(std::string("no v1 ") + controller +
+                               " hierarchy: limits that need it will stop their app");
+      }
+    }
+    report.swap_limit = path_exists(memory_mount + "/memory.memsw.limit_in_bytes");
+    if (!report.swap_limit) {
+      report.notes.push_back("no memory.memsw.* (swap accounting off: swapaccount=1 on the "
+                             "kernel command line): swap_max cannot be enforced");
+    }
+    if (m_mounts.count("freezer") == 0) {
+      report.notes.push_back("no v1 freezer: stopping a cgroup kills pid by pid without "
+                             "freezing, a fast forker may need several rounds");
+    }
+    return report;
   }
 
   CgroupUsage usage(const std::string& rel) override {
@@ -153,17 +220,30 @@ class V1Backend final : public CgroupBackend {
     return {};
   }
 
+  static bool has_cgroup2_mount() {
+    auto mounts = read_file("/proc/self/mounts");
+    return mounts && mounts->find(" cgroup2 ") != std::string::npos;
+  }
+
   Status apply_limits(const std::string& rel, const CgroupLimits& limits) {
     std::string memory_dir = dir("memory", rel);
+    bool has_memsw = path_exists(memory_dir + "/memory.memsw.limit_in_bytes");
     if (limits.memory_max) {
+      // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes (EINVAL,
+      // cgroup-v1/memory.rst 2.5): lift memsw first so that a re-applied, larger limit works.
+      if (has_memsw) {
+        if (auto st = write_control(memory_dir, "memory.memsw.limit_in_bytes", "-1"); !st) {
+          return st;
+        }
+      }
       if (auto st = write_control(memory_dir, "memory.limit_in_bytes",
                                   std::to_string(*limits.memory_max));
           !st) {
         return st;
       }
       // memsw is memory+swap: memory_max + swap_max keeps swap use at swap_max. Hosts booted
-      // without swap accounting have no memsw file; they get no swap limit (logged by caller).
-      if (limits.swap_max && path_exists(memory_dir + "/memory.memsw.limit_in_bytes")) {
+      // without swap accounting have no memsw file; CgroupCheck::swap_limit reports that.
+      if (limits.swap_max && has_memsw) {
         if (auto st = write_control(memory_dir, "memory.memsw.limit_in_bytes",
                                     std::to_string(*limits.memory_max + *limits.swap_max));
             !st) {

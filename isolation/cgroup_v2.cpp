@@ -1,11 +1,16 @@
-// cgroup v2 backend: one unified hierarchy. Uses the kernel interface directly: controllers
-// must be enabled top-down in cgroup.subtree_control, and cgroup.kill / memory.events have no
-// libcgroup counterpart. Kernel reference: Documentation/admin-guide/cgroup-v2.rst.
+// cgroup v2 backend: one unified hierarchy, driven through the kernel interface directly:
+// controllers are enabled top-down in cgroup.subtree_control, and cgroup.kill, cgroup.events,
+// memory.events and delegation have no libcgroup counterpart. When systemd (or another
+// manager) delegated a cgroup to the supervisor, every path is below that cgroup and nothing
+// above it is written. Kernel reference: Documentation/admin-guide/cgroup-v2.rst.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -17,27 +22,86 @@
 namespace mfserv::isolation {
 namespace {
 
+// The controllers mfserv enables below its base, and the ones `check` reports.
+constexpr const char* k_controllers[] = {"memory", "pids", "cpu"};
+constexpr int k_subtree_busy_ms = 1000;
+
+bool contains(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+std::vector<std::string> read_words(const std::string& path) {
+  std::vector<std::string> words;
+  if (auto content = read_file(path)) {
+    for (const auto& word : split(trim(*content), ' ')) {
+      if (!word.empty()) {
+        words.push_back(word);
+      }
+    }
+  }
+  return words;
+}
+
+std::vector<std::string> controllers_needed(const CgroupLimits& limits) {
+  std::vector<std::string> needed;
+  if (limits.memory_max || limits.memory_high) {
+    needed.emplace_back("memory");
+  }
+  if (limits.pids_max) {
+    needed.emplace_back("pids");
+  }
+  if (limits.cpu_weight || !limits.cpu_max.empty()) {
+    needed.emplace_back("cpu");
+  }
+  return needed;
+}
+
+bool kernel_at_least(int major, int minor) {
+  struct utsname name{};
+  if (::uname(&name) != 0) {
+    return false;
+  }
+  auto parts = split(name.release, '.');
+  auto have_major = parts.size() > 0 ? parse_int(parts[0]) : std::nullopt;
+  auto have_minor = parts.size() > 1 ? parse_int(parts[1]) : std::nullopt;
+  if (!have_major || !have_minor) {
+    return false;
+  }
+  return *have_major > major || (*have_major == major && *have_minor >= minor);
+}
+
 class V2Backend final : public CgroupBackend {
  public:
-  explicit V2Backend(std::string root) : m_root(std::move(root)) {}
+  V2Backend(std::string mount, V2Base base)
+      : m_mount(std::move(mount)),
+        m_base(std::move(base)),
+        m_base_dir(m_base.rel.empty() ? m_mount : m_mount + join_cgroup_path("", m_base.rel)) {}
 
   std::string mode() const override { return "v2"; }
 
   std::string describe() const override {
-    auto controllers = read_file(m_root + "/cgroup.controllers");
-    return "cgroup v2 at " + m_root + " (controllers: " + (controllers ? trim(*controllers) : "?") +
-           ")";
+    auto controllers = read_file(m_base_dir + "/cgroup.controllers");
+    std::string text = "cgroup v2 at " + m_mount + " (controllers: " +
+                       (controllers ? trim(*controllers) : "?") + ")";
+    if (m_base.delegated) {
+      text += ", delegated base " + display_path("") + " (" + m_base.source + ")";
+    }
+    return text;
   }
 
   Status create(const std::string& rel, const CgroupLimits& limits) override {
-    // Enable memory, pids and cpu on the way down; each parent must hold no process itself
-    // ("no internal processes"), which holds for mfserv's own subtree.
-    std::string path = m_root;
+    // Controllers are enabled on the way down from the base; each parent must hold no
+    // process itself ("no internal process constraint"), which enter_leaf() ensures for a
+    // delegated base and which holds for mfserv's own subtree.
+    auto needed = controllers_needed(limits);
+    std::string path = m_base_dir;
     for (const auto& part : split(rel, '/')) {
       if (part.empty()) {
         continue;
       }
-      enable_controllers(path);
+      if (auto st = enable_controllers(path, needed); !st) {
+        return st.error().with_context("creating cgroup " + display_path(rel));
+      }
       path += "/" + part;
       if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
         return Error::from_errno("creating cgroup " + path);
@@ -67,11 +131,16 @@ class V2Backend final : public CgroupBackend {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     bool has_kill = path_exists(d + "/cgroup.kill");  // Linux 5.14+
     for (;;) {
+      // "populated" of cgroup.events stays 1 until the last task of the subtree has exited,
+      // which cgroup.procs alone does not show (an exiting task leaves it earlier).
+      bool populated = read_keyed_value(d + "/cgroup.events", "populated").value_or(0) != 0;
       auto pid_list = pids(rel);
-      if (pid_list.empty()) {
+      if (!populated && pid_list.empty()) {
         return {};
       }
       if (has_kill) {
+        // cgroup.kill: SIGKILL to the whole subtree, safe against concurrent forks; frozen
+        // tasks die too (cgroup-v2.rst, "cgroup.kill").
         (void)write_control(d, "cgroup.kill", "1");
       } else {
         (void)write_control(d, "cgroup.freeze", "1");
@@ -81,8 +150,8 @@ class V2Backend final : public CgroupBackend {
         (void)write_control(d, "cgroup.freeze", "0");
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        return Error("killing cgroup " + rel + ": " + std::to_string(pid_list.size()) +
-                     " processes still there");
+        return Error("killing cgroup " + display_path(rel) + ": " +
+                     std::to_string(pid_list.size()) + " processes still there");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -90,41 +159,172 @@ class V2Backend final : public CgroupBackend {
 
   Status remove(const std::string& rel) override { return remove_subtree(dir(rel)); }
 
+  Status remove_if_empty(const std::string& rel) override {
+    auto st = remove_cgroup(dir(rel));
+    if (!st && st.error().code() == EBUSY) {
+      return {};
+    }
+    return st;
+  }
+
   CgroupUsage usage(const std::string& rel) override {
     CgroupUsage usage;
     std::string d = dir(rel);
     usage.memory_current = read_number(d + "/memory.current");
     usage.memory_limit = read_number(d + "/memory.max");
-    // memory.events is hierarchical: kills in child cgroups count here too.
+    // memory.events is hierarchical: kills in child cgroups count here too (cgroup-v2.rst,
+    // "memory.events"; memory.events.local has this cgroup's own).
     usage.oom_kills = read_keyed_value(d + "/memory.events", "oom_kill").value_or(0);
     return usage;
   }
 
-  std::string display_path(const std::string& rel) const override { return "/" + rel; }
-
- private:
-  std::string dir(const std::string& rel) const { return m_root + "/" + rel; }
-
-  static void enable_controllers(const std::string& path) {
-    auto available = read_file(path + "/cgroup.controllers");
-    if (!available) {
-      return;
-    }
-    for (const char* controller : {"memory", "pids", "cpu"}) {
-      if (available->find(controller) != std::string::npos) {
-        (void)write_existing(path + "/cgroup.subtree_control", std::string("+") + controller);
-      }
-    }
+  std::string display_path(const std::string& rel) const override {
+    return join_cgroup_path(m_base.rel, rel);
   }
 
-  Status apply_limits(const std::string& d, const CgroupLimits& limits) {
+  Status enter_leaf() override {
+    if (!m_base.delegated) {
+      return {};
+    }
+    std::string leaf = m_base_dir + "/" + k_supervisor_leaf;
+    if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Error::from_errno("creating the supervisor's leaf cgroup " + leaf);
+    }
+    // Every process of the base moves (normally the supervisor alone; systemd starts a
+    // service's main process there). Writing a pid moves its whole thread group.
+    for (pid_t pid : cgroup_pids(m_base_dir)) {
+      auto st = write_control(leaf, "cgroup.procs", std::to_string(pid));
+      if (!st && st.error().code() != ESRCH) {
+        return st.error().with_context("moving the supervisor into its leaf cgroup");
+      }
+    }
+    return {};
+  }
+
+  Result<UniqueFd> watch_oom(const std::string& rel) override {
+    // "A value change in this file generates a file modified event" (cgroup-v2.rst,
+    // memory.events): inotify IN_MODIFY on it. It also fires for the max/high counters.
+    std::string path = dir(rel) + "/memory.events";
+    UniqueFd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!fd) {
+      return Error::from_errno("watching " + path + ": inotify_init1");
+    }
+    if (::inotify_add_watch(fd.get(), path.c_str(), IN_MODIFY) < 0) {
+      return Error::from_errno("watching " + path);
+    }
+    return fd;
+  }
+
+  CgroupCheck check() const override {
+    CgroupCheck report;
+    report.layout = "v2";
+    report.backend = "v2";
+    report.hierarchy_root = m_mount;
+    report.own_cgroup = own_cgroup("");
+    report.base = display_path("");
+    report.delegated = m_base.delegated;
+    report.delegation_source = m_base.source;
+    auto available = read_words(m_base_dir + "/cgroup.controllers");
+    for (const char* controller : k_controllers) {
+      (contains(available, controller) ? report.controllers : report.missing)
+          .emplace_back(controller);
+    }
+    // The v2 freezer is part of the core (cgroup.freeze, Linux 5.2+), not a controller.
+    std::string probe = probe_dir();
+    if (!probe.empty()) {
+      report.swap_limit = path_exists(probe + "/memory.swap.max");
+      report.kill_file = path_exists(probe + "/cgroup.kill");
+    } else {
+      auto cmdline = read_file("/proc/cmdline");
+      report.swap_limit = !(cmdline && cmdline->find("swapaccount=0") != std::string::npos);
+      report.kill_file = kernel_at_least(5, 14);
+    }
+    if (!m_base.delegated && report.own_cgroup != "/" && !report.own_cgroup.empty()) {
+      report.notes.push_back("mfserv runs in " + report.own_cgroup +
+                             " without delegation: its cgroups go below the hierarchy root; "
+                             "under systemd, run it with Delegate=yes");
+    }
+    if (m_base.delegated && !cgroup_pids(m_base_dir).empty()) {
+      report.notes.push_back("the delegated cgroup " + report.base +
+                             " still holds processes: the supervisor enters its leaf first");
+    }
+    for (const auto& controller : report.missing) {
+      report.notes.push_back("the " + controller + " controller is not available in " +
+                             report.base + ": limits that need it will stop their app");
+    }
+    if (!report.swap_limit) {
+      report.notes.push_back("no memory.swap.max (swapaccount=0 or a kernel without swap): "
+                             "swap_max cannot be enforced");
+    }
+    return report;
+  }
+
+ private:
+  std::string dir(const std::string& rel) const { return m_base_dir + "/" + rel; }
+
+  // A non-root cgroup with the memory controller, to see which optional files exist.
+  std::string probe_dir() const {
+    if (!m_base.rel.empty() && path_exists(m_base_dir + "/memory.max")) {
+      return m_base_dir;
+    }
+    for (const auto& name : list_dir(m_base_dir)) {
+      std::string child = m_base_dir + "/" + name;
+      if (path_exists(child + "/memory.max")) {
+        return child;
+      }
+    }
+    return "";
+  }
+
+  // Enables memory, pids and cpu for the children of PATH where available. A controller
+  // in NEEDED that cannot be enabled is an error (C11: never run unlimited instead).
+  Status enable_controllers(const std::string& path, const std::vector<std::string>& needed) {
+    auto available = read_words(path + "/cgroup.controllers");
+    auto enabled = read_words(path + "/cgroup.subtree_control");
+    for (const auto& controller : needed) {
+      if (!contains(available, controller)) {
+        std::string hint = path == m_base_dir && m_base.delegated
+                               ? "; the manager that delegated it must enable it in the "
+                                 "parent (systemd: Delegate=" + controller + ")"
+                               : "";
+        return Error("the " + controller + " controller is not available in " + path +
+                     " (cgroup.controllers: " + join_words(available) + ")" + hint);
+      }
+    }
+    for (const char* controller : k_controllers) {
+      if (!contains(available, controller) || contains(enabled, controller)) {
+        continue;
+      }
+      auto st = write_control_retrying(path, "cgroup.subtree_control",
+                                       std::string("+") + controller, k_subtree_busy_ms);
+      if (!st && contains(needed, controller)) {
+        if (st.error().code() == EBUSY && !cgroup_pids(path).empty()) {
+          return st.error().with_context(
+              path + " holds processes, which the no-internal-process rule forbids once "
+              "controllers are enabled (cgroup-v2.rst); the supervisor must call enter_leaf()");
+        }
+        return st;
+      }
+    }
+    return {};
+  }
+
+  static std::string join_words(const std::vector<std::string>& words) {
+    std::string text;
+    for (const auto& word : words) {
+      text += (text.empty() ? "" : " ") + word;
+    }
+    return text.empty() ? "none" : text;
+  }
+
+  static Status apply_limits(const std::string& d, const CgroupLimits& limits) {
     auto write = [&](bool wanted, const char* file, const std::string& value) -> Status {
       if (!wanted) {
         return {};
       }
       if (!path_exists(d + "/" + file)) {
-        return Error(std::string("cannot apply ") + file + " in " + d +
-                     ": the controller is not enabled for this cgroup");
+        return Error(std::string("cannot apply ") + file + "=" + value + " in " + d +
+                     ": the file does not exist (controller not enabled for this cgroup)");
       }
       return write_control(d, file, value);
     };
@@ -132,35 +332,44 @@ class V2Backend final : public CgroupBackend {
       if (auto st = write(true, "memory.max", std::to_string(*limits.memory_max)); !st) {
         return st;
       }
+      // Absent when swap accounting is off; CgroupCheck::swap_limit reports that.
       if (limits.swap_max && path_exists(d + "/memory.swap.max")) {
         if (auto st = write(true, "memory.swap.max", std::to_string(*limits.swap_max)); !st) {
           return st;
         }
       }
     }
-    for (auto st : {
-             write(limits.memory_high.has_value(), "memory.high",
-                   limits.memory_high ? std::to_string(*limits.memory_high) : ""),
-             write(limits.pids_max.has_value(), "pids.max",
-                   limits.pids_max ? std::to_string(*limits.pids_max) : ""),
-             write(limits.cpu_weight.has_value(), "cpu.weight",
-                   limits.cpu_weight ? std::to_string(*limits.cpu_weight) : ""),
-             write(!limits.cpu_max.empty(), "cpu.max", limits.cpu_max),
-         }) {
-      if (!st) {
+    if (limits.memory_high) {
+      if (auto st = write(true, "memory.high", std::to_string(*limits.memory_high)); !st) {
         return st;
       }
     }
-    return {};
+    if (limits.pids_max) {
+      if (auto st = write(true, "pids.max", std::to_string(*limits.pids_max)); !st) {
+        return st;
+      }
+    }
+    if (limits.cpu_weight) {
+      if (auto st = write(true, "cpu.weight", std::to_string(*limits.cpu_weight)); !st) {
+        return st;
+      }
+    }
+    return write(!limits.cpu_max.empty(), "cpu.max", limits.cpu_max);
   }
 
-  std::string m_root;
+  std::string m_mount;
+  V2Base m_base;
+  std::string m_base_dir;
 };
 
 }  // namespace
 
 std::unique_ptr<CgroupBackend> make_v2_backend(std::string root) {
-  return std::make_unique<V2Backend>(std::move(root));
+  return make_v2_backend(std::move(root), V2Base{});
+}
+
+std::unique_ptr<CgroupBackend> make_v2_backend(std::string root, V2Base base) {
+  return std::make_unique<V2Backend>(std::move(root), std::move(base));
 }
 
 }  // namespace mfserv::isolation

@@ -138,7 +138,8 @@ void reset_signals() {
   // Every source fd is >= 3 (the supervisor's own stdio holds 0-2), so targets 0-2 never
   // clobber a source; fd 3 is set last.
   int out = spec.output_fd >= 0 ? spec.output_fd : null_fd;
-  if (::dup2(null_fd, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) {
+  if (!spec.inherit_stdio &&
+      (::dup2(null_fd, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)) {
     fail(pipe_fd, k_step_fds);
   }
   if (spec.listen_fd >= 0) {

@@ -23,6 +23,7 @@ struct SpawnSpec {
   std::vector<std::string> env;   // "KEY=VALUE"; LISTEN_PID is added when listen_fd >= 0
   std::string workdir;
   int output_fd = -1;  // stdout and stderr (the log file); /dev/null when < 0
+  bool inherit_stdio = false;  // keep the caller's 0, 1 and 2 (`mfserv exec`)
   int listen_fd = -1;  // passed as fd 3 with LISTEN_FDS=1 (sd_listen_fds convention)
   std::vector<int> cgroup_procs_fds;  // see CgroupBackend::open_procs
   std::vector<std::pair<int, std::uint64_t>> rlimits;  // RLIMIT_*, value (soft = hard)

@@ -24,6 +24,15 @@ constexpr int k_worker_connections = 4096;
 // A proxied request holds two descriptors (client and upstream), plus logs and files served.
 constexpr int k_worker_rlimit_nofile = 2 * k_worker_connections + 1024;
 constexpr int k_upstream_keepalive = 16;
+// nginx reads a configuration token into a 4096-byte buffer ("too long parameter" beyond,
+// NGX_CONF_BUFFER in src/core/ngx_conf_file.c): longer strings are cut into pieces this long
+// before quoting, which at most doubles them.
+constexpr size_t k_max_string_piece = 1800;
+// How many "$piece" references one `set` joins, well under the same 4096 bytes.
+constexpr size_t k_max_joined_pieces = 100;
+constexpr std::string_view k_upstream_status_variable = "$mfserv_upstream_status";
+constexpr size_t k_builtin_variables = 256;
+constexpr size_t k_default_variables_hash_max_size = 1024;
 
 // Indented text, one directive per line.
 class ConfWriter {
@@ -304,7 +313,61 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
   }
 }
 
-void write_builtin_locations(ConfWriter& writer, const FrontConfig& front) {
+std::vector<std::string> upstream_status_parts(const std::vector<AppRoute>& apps);
+
+// `set` lines that leave the concatenation of PARTS (no '$' in them) in VARIABLE, each token
+// short enough for nginx's parser: one `set` per part (a part longer than
+// k_max_string_piece is cut), then joins of at most k_max_joined_pieces, until one is left.
+// Cutting at the parts, not every N bytes, keeps the text's shape independent of path lengths.
+void write_long_string(ConfWriter& writer, std::string_view variable,
+                       const std::vector<std::string>& parts) {
+  std::vector<std::string> level;
+  for (const std::string& part : parts) {
+    for (size_t start = 0; start < part.size(); start += k_max_string_piece) {
+      const std::string name = fmt::format("{}_{}", variable, level.size() + 1);
+      writer.line("set " + name + " " +
+                  nginx_single_quoted(std::string_view(part).substr(start, k_max_string_piece)) +
+                  ";");
+      level.push_back(name);
+    }
+  }
+  for (int depth = 2; level.size() != 1; ++depth) {
+    std::vector<std::string> joined;
+    for (size_t first = 0; first < level.size(); first += k_max_joined_pieces) {
+      const size_t last = std::min(level.size(), first + k_max_joined_pieces);
+      std::string value;
+      for (size_t i = first; i < last; ++i) {
+        value += level[i];
+      }
+      const std::string name =
+          last - first == level.size()
+              ? std::string(variable)
+              : fmt::format("{}_{}_{}", variable, depth, joined.size() + 1);
+      writer.line("set " + name + " \"" + value + "\";");
+      joined.push_back(name);
+    }
+    level = std::move(joined);
+  }
+}
+
+// The configured upstreams as JSON, loopback only. `return` runs in the rewrite phase, before
+// allow/deny would be looked at (ngx_http_rewrite_module), so the address is tested with `if`.
+void write_upstream_status_location(ConfWriter& writer, const std::vector<AppRoute>& apps) {
+  writer.open("location = /__upstream_status");
+  writer.open("if ($remote_addr != \"127.0.0.1\")");
+  writer.line("return 403;");
+  writer.close();
+  writer.line("default_type application/json;");
+  std::vector<std::string> parts = upstream_status_parts(apps);
+  parts.back() += "\n";
+  write_long_string(writer, k_upstream_status_variable, parts);
+  writer.line("return 200 " + std::string(k_upstream_status_variable) + ";");
+  writer.close();
+  writer.blank();
+}
+
+void write_builtin_locations(ConfWriter& writer, const FrontConfig& front,
+                             const std::vector<AppRoute>& apps) {
   writer.open("location = /__health");
   writer.line("default_type text/plain;");
   if (front.running_flag.empty()) {
@@ -323,6 +386,7 @@ void write_builtin_locations(ConfWriter& writer, const FrontConfig& front) {
   writer.line("deny all;");
   writer.close();
   writer.blank();
+  write_upstream_status_location(writer, apps);
 }
 
 void write_server_head(ConfWriter& writer, const FrontConfig& front, bool default_server,
@@ -339,7 +403,7 @@ void write_server_head(ConfWriter& writer, const FrontConfig& front, bool defaul
 void write_main_server(ConfWriter& writer, const FrontConfig& front,
                        const std::vector<AppRoute>& apps) {
   write_server_head(writer, front, true, "_");
-  write_builtin_locations(writer, front);
+  write_builtin_locations(writer, front, apps);
   std::vector<Location> locations;
   for (const AppRoute& app : apps) {
     add_app_locations(locations, app, prefix_routes(app), front);
@@ -401,7 +465,17 @@ void write_main(ConfWriter& writer, const FrontConfig& front) {
   writer.blank();
 }
 
-void write_http_settings(ConfWriter& writer, const FrontConfig& front) {
+// How many variables the `set` pieces of /__upstream_status declare (write_long_string).
+size_t upstream_status_variables(const std::vector<AppRoute>& apps) {
+  size_t pieces = 0;
+  for (const std::string& part : upstream_status_parts(apps)) {
+    pieces += std::max<size_t>(1, (part.size() + k_max_string_piece - 1) / k_max_string_piece);
+  }
+  return pieces + pieces / k_max_joined_pieces + 1;
+}
+
+void write_http_settings(ConfWriter& writer, const FrontConfig& front,
+                         const std::vector<AppRoute>& apps) {
   if (!front.mime_types.empty()) {
     writer.line("include " + front.mime_types + ";");
   }
@@ -411,6 +485,15 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front) {
     for (std::string_view kind : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
       writer.line(fmt::format("{}_temp_path {}/{};", kind, front.temp_dir, kind));
     }
+  }
+  for (std::string_view kind : {"client_header", "client_body", "send"}) {
+    writer.line(fmt::format("{}_timeout {}s;", kind, front.client_timeout));
+  }
+  // nginx's variables hash holds its ~200 own variables and every `set` one; past its
+  // default size of 1024 it warns at each start (ngx_http_variables_init_vars).
+  const size_t variables = k_builtin_variables + upstream_status_variables(apps);
+  if (variables * 2 > k_default_variables_hash_max_size) {
+    writer.line(fmt::format("variables_hash_max_size {};", variables * 2));
   }
   writer.line("server_tokens off;");
   // Redirects made by nginx (a directory without its '/') stay relative, so they never name
@@ -432,17 +515,19 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front) {
   writer.close();
   writer.blank();
 
-  const std::string id = request_id_variable(front);
-  writer.line(std::string("log_format ") + std::string(k_log_format) + " escape=json '{" +
-              "\"time\":\"$time_iso8601\"," + "\"remote_addr\":\"$remote_addr\"," +
-              "\"request_method\":\"$request_method\"," + "\"request_uri\":\"$request_uri\"," +
-              "\"status\":\"$status\"," + "\"body_bytes_sent\":\"$body_bytes_sent\"," +
-              "\"request_time\":\"$request_time\"," +
-              "\"upstream_response_time\":\"$upstream_response_time\"," + "\"request_id\":\"" + id +
-              "\"," + "\"plugin\":\"$mfserv_plugin\"," + "\"app\":\"$mfserv_app\"" + "}';");
   if (front.access_log.empty()) {
     writer.line("access_log off;");
+  } else if (front.log_format == LogFormat::combined) {
+    writer.line("access_log " + front.access_log + " combined;");
   } else {
+    const std::string id = request_id_variable(front);
+    writer.line(std::string("log_format ") + std::string(k_log_format) + " escape=json '{" +
+                "\"time\":\"$time_iso8601\"," + "\"remote_addr\":\"$remote_addr\"," +
+                "\"request_method\":\"$request_method\"," + "\"request_uri\":\"$request_uri\"," +
+                "\"status\":\"$status\"," + "\"body_bytes_sent\":\"$body_bytes_sent\"," +
+                "\"request_time\":\"$request_time\"," +
+                "\"upstream_response_time\":\"$upstream_response_time\"," + "\"request_id\":\"" +
+                id + "\"," + "\"plugin\":\"$mfserv_plugin\"," + "\"app\":\"$mfserv_app\"" + "}';");
     writer.line("access_log " + front.access_log + " " + std::string(k_log_format) + ";");
   }
   writer.blank();
@@ -486,7 +571,79 @@ bool is_absolute_path(std::string_view path) {
   return !path.empty() && path.front() == '/';
 }
 
+// TEXT as a JSON string. '$' is written \u0024 too, so that the JSON can sit in an nginx
+// string that expands variables.
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20 || c == '$' || byte == 0x7f) {
+      out += fmt::format("\\u{:04x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// The JSON of /__upstream_status in parts: the head, one part per upstream, the tail.
+std::vector<std::string> upstream_status_parts(const std::vector<AppRoute>& apps) {
+  std::vector<std::string> parts = {"{\"source\":\"configuration\",\"upstreams\":["};
+  bool first_app = true;
+  for (const AppRoute& app : apps) {
+    if (app.sockets.empty()) {
+      continue;
+    }
+    std::string part = first_app ? "" : ",";
+    first_app = false;
+    part += "{\"name\":" + json_string(upstream_name(app.plugin, app.app)) +
+            ",\"plugin\":" + json_string(app.plugin) + ",\"app\":" + json_string(app.app) +
+            fmt::format(",\"balancing\":\"least_conn\",\"keepalive\":{},\"timeout_s\":{}",
+                        k_upstream_keepalive, app.timeout) +
+            ",\"servers\":[";
+    for (size_t i = 0; i < app.sockets.size(); ++i) {
+      part += fmt::format("{}{{\"worker\":{},\"address\":{},\"max_fails\":0}}", i == 0 ? "" : ",",
+                          i + 1, json_string("unix:" + app.sockets[i]));
+    }
+    part += "]}";
+    parts.push_back(std::move(part));
+  }
+  parts.emplace_back("]}");
+  return parts;
+}
+
 }  // namespace
+
+std::string upstream_status_json(const std::vector<AppRoute>& apps) {
+  std::string out;
+  for (const std::string& part : upstream_status_parts(apps)) {
+    out += part;
+  }
+  return out;
+}
+
+std::string nginx_single_quoted(std::string_view text) {
+  // The escapes nginx's parser undoes in a quoted token (ngx_conf_read_token).
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      if (c == '\\' || c == '\'') {
+        out += '\\';
+      }
+      out += c;
+    }
+  }
+  return out + "'";
+}
 
 std::string upstream_name(const std::string& plugin, const std::string& app) {
   // The hash keeps names apart that sanitizing merges ("a-b" and "a_b", "a__b"/"c" and "a"/"b__c").
@@ -527,6 +684,10 @@ std::vector<std::string> model_problems(const FrontConfig& front,
     }
   };
 
+  if (front.client_timeout <= 0) {
+    problems.push_back(fmt::format("client_timeout {} is not a positive number of seconds",
+                                   front.client_timeout));
+  }
   if (front.port < 1 || front.port > 65535) {
     problems.push_back(fmt::format("port {} is out of range 1-65535", front.port));
   }
@@ -570,7 +731,7 @@ std::string render(const FrontConfig& front, const std::vector<AppRoute>& apps) 
   ConfWriter writer;
   write_main(writer, front);
   writer.open("http");
-  write_http_settings(writer, front);
+  write_http_settings(writer, front, apps);
   for (const AppRoute& app : apps) {
     if (!app.sockets.empty()) {
       write_upstream(writer, app);

@@ -34,6 +34,10 @@ struct AppRoute {
   std::string extra_conf_static_path;  // the same, included in the app's static location(s)
 };
 
+// The access log's format: MFSERV's JSON lines, or nginx's predefined "combined" (for tools
+// that parse Apache-style logs; it carries neither the request id nor the plugin and app).
+enum class LogFormat { json, combined };
+
 struct FrontConfig {
   int port = 18868;
   std::string user;  // nginx worker user; "" to omit the directive (non-root)
@@ -46,6 +50,10 @@ struct FrontConfig {
   std::string mime_types;    // path of mime.types, "" to omit
   std::string running_flag;  // /__health: 200 while this file exists, else 503; "": always 200
   std::string client_max_body_size = "100m";
+  // nginx's own timeouts towards the client (client_header_timeout, client_body_timeout,
+  // send_timeout), seconds. Each app's proxy timeouts come from its AppRoute::timeout.
+  int client_timeout = 60;
+  LogFormat log_format = LogFormat::json;
   // Keep a client's X-Request-Id instead of generating one (MFSERV's
   // accept_incoming_request_id_header); a missing or empty header still gets a fresh id.
   bool accept_incoming_request_id = false;
@@ -71,5 +79,16 @@ std::vector<std::string> model_problems(const FrontConfig& front,
 
 // The upstream name of an app: stable, valid in nginx, unique per plugin/app.
 std::string upstream_name(const std::string& plugin, const std::string& app);
+
+// The body of /__upstream_status: every upstream of the model with its servers, as one JSON
+// object. It describes the configuration nginx was given, not the live state of each peer
+// (stock nginx exposes none without the commercial API module or lua); `mfserv ps` has the
+// workers' live state.
+std::string upstream_status_json(const std::vector<AppRoute>& apps);
+
+// TEXT as one nginx single-quoted token ('...', with '\\', '\'', newline, CR and tab
+// escaped) that nginx's parser turns back into TEXT byte for byte. TEXT must not contain '$': nginx would expand
+// it as a variable in a `return` or `set` value.
+std::string nginx_single_quoted(std::string_view text);
 
 }  // namespace mfserv::nginx

@@ -1,10 +1,14 @@
+// Routing decisions (see front.hpp): plugins and settings in, nginx-gen's model out.
 #include "runtime/front.hpp"
 
+#include <limits.h>
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
+#include "images/values.hpp"
 #include "util/fs.hpp"
 
 namespace mfserv::runtime {
@@ -25,12 +29,28 @@ std::string worker_socket_path(const Home& home, const std::string& plugin,
          ".socket";
 }
 
+int default_worker_processes() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+}
+
+std::string default_hostname() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof name - 1) == 0 && images::is_dns_name(name)) {
+    return name;
+  }
+  return "localhost";
+}
+
 nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings) {
   nginx::FrontConfig front;
   front.port = settings.port;
   front.user = nginx_worker_user(settings);
-  front.worker_processes =
-      static_cast<int>(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
+  front.worker_processes = settings.worker_processes.value_or(default_worker_processes());
+  front.hostname = settings.hostname.empty() ? default_hostname() : settings.hostname;
+  front.client_max_body_size = settings.client_max_body_size;
+  front.client_timeout = settings.timeout;
+  front.accept_incoming_request_id = settings.accept_incoming_request_id;
+  front.log_format = settings.log_format;
   front.pid_file = home.run_dir() + "/nginx.pid";
   front.error_log = home.log_dir() + "/nginx_error.log";
   front.access_log = home.log_dir() + "/nginx_access.log";

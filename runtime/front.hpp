@@ -1,7 +1,9 @@
-// Turns the loaded plugins into the nginx front's model: which sockets, which prefixes, which
-// static folders. The decisions about routing live here; nginx-gen only renders them.
+// Turns the loaded plugins and the instance's settings into the nginx front's model: which
+// sockets, which prefixes, which static folders, which port and limits. The decisions about
+// routing live here; nginx-gen only renders them.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,13 +13,31 @@
 
 namespace mfserv::runtime {
 
+// The instance-wide settings of the front: the [nginx] section of HOME/config/mfserv.ini
+// (runtime/settings.hpp reads it; `--port` overrides the port).
 struct FrontSettings {
   int port = 18868;
+  // nullopt: default_worker_processes(); 0: nginx's "auto" (one per core).
+  std::optional<int> worker_processes;
+  std::string client_max_body_size = "100m";
+  // nginx's timeouts towards clients (header, body, sending), seconds. Each app's proxy
+  // timeouts are its own `timeout` (config.ini, default 60 as in MFSERV).
+  int timeout = 60;
+  bool accept_incoming_request_id = false;  // keep a client's X-Request-Id
+  std::string hostname;                     // HOST of APP.PLUGIN.HOST; "": default_hostname()
+  nginx::LogFormat log_format = nginx::LogFormat::json;
   std::string nginx_user;  // "" : decided by nginx_worker_user()
 };
 
 // The user nginx's workers run as: www-data when it exists, else nobody; "" when not root.
 std::string nginx_worker_user(const FrontSettings& settings);
+
+// One nginx worker per core, at most 4: the workers only relay to unix sockets and serve
+// static files, so more rarely helps, and each one holds its own connections and buffers.
+int default_worker_processes();
+
+// The host's name (gethostname) when it is a DNS name, else "localhost".
+std::string default_hostname();
 
 // The unix socket of worker WID (1-based) of an app, MFSERV's naming.
 std::string worker_socket_path(const Home& home, const std::string& plugin,

@@ -28,6 +28,7 @@
 #include "nginx-gen/nginx_control.hpp"
 #include "runtime/control.hpp"
 #include "runtime/process.hpp"
+#include "runtime/worker_setup.hpp"
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -43,7 +44,6 @@ constexpr std::uint64_t k_probe_attempt_us = 2 * k_usec_per_sec;
 constexpr std::uint64_t k_startup_deadline_us = 90 * k_usec_per_sec;
 constexpr int k_failures_before_failed_start = 3;
 constexpr int k_nginx_grace_s = 10;
-constexpr const char* k_default_worker_user = "mfserv";
 
 std::uint64_t now_us() {
   struct timespec ts{};
@@ -91,7 +91,6 @@ class Supervisor::Impl {
   Status prepare_group_cgroup(Group& group);
   Status open_worker_socket(Process& process);
   Status prepare_group_sandbox(Group& group);
-  std::string plugin_var_dir(const images::PluginConfig& plugin) const;
   Status write_nginx_conf();
   Status setup_event_loop();
 
@@ -294,7 +293,7 @@ void Supervisor::Impl::build_groups() {
       group->plugin = &plugin;
       group->app = &app;
       group->label = plugin.name + "/" + (is_app ? app.name : app.section);
-      group->cgroup = root + "/" + plugin.name + "/" + app.section;
+      group->cgroup = app_cgroup(home, plugin, app);
       group->log_path = home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin.name +
                         "_" + app.name + ".log";
       group->limits.memory_max = app.memory_max;
@@ -357,27 +356,11 @@ Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
 // Fails closed: a worker whose sandbox cannot be prepared does not start at all.
 Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
   const auto& plugin = *group.plugin;
-  const auto& app = *group.app;
-  isolation::SandboxSpec spec;
-  spec.hostname = app.name + "." + plugin.name;
-  spec.network_none = app.network == "none";
-  spec.user = app.user.empty() ? k_default_worker_user : app.user;
-  spec.seccomp = app.seccomp != "off";
-  spec.private_tmp = {"/tmp", "/var/tmp", "/dev/shm"};
-  spec.hide.push_back(m_options.home.root);
-  for (const auto& other : m_plugins) {
-    if (other.dir != plugin.dir) {
-      spec.hide.push_back(other.dir);
-    }
-  }
-  spec.readonly.push_back(plugin.dir);
-  spec.readonly.insert(spec.readonly.end(), app.readonly_paths.begin(), app.readonly_paths.end());
-  spec.writable = app.writable_paths;
-  std::string var_dir = plugin_var_dir(plugin);
+  auto spec = sandbox_spec(m_options.home, m_plugins, plugin, *group.app);
+  std::string var_dir = plugin_var_dir(m_options.home, plugin);
   if (auto st = make_dirs(var_dir, 0750); !st) {
     return st;
   }
-  spec.writable.push_back(var_dir);
   auto sandbox = isolation::prepare_sandbox(spec);
   if (!sandbox) {
     return sandbox.error().with_context("preparing the sandbox of " + group.label);
@@ -388,10 +371,6 @@ Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
   }
   group.sandbox = std::make_unique<isolation::PreparedSandbox>(std::move(*sandbox));
   return {};
-}
-
-std::string Supervisor::Impl::plugin_var_dir(const images::PluginConfig& plugin) const {
-  return m_options.home.root + "/var/plugins/" + plugin.name;
 }
 
 Status Supervisor::Impl::open_worker_socket(Process& process) {
@@ -525,35 +504,11 @@ Status Supervisor::Impl::run() {
 
 std::vector<std::string> Supervisor::Impl::process_env(const Process& process) const {
   const Group& group = *process.group;
-  std::vector<std::string> env;
   if (group.kind == Group::Kind::Nginx) {
-    env.emplace_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    return env;
+    return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   }
-  const auto& plugin = *group.plugin;
-  const auto& app = *group.app;
-  env.push_back("PATH=" + plugin.dir + "/bin:/usr/local/bin:/usr/bin:/bin");
-  env.emplace_back("LANG=C.UTF-8");
-  env.emplace_back("PYTHONUNBUFFERED=1");
-  env.emplace_back("HOME=/tmp");  // the sandbox's private, writable /tmp
-  env.push_back("MFSERV_PLUGIN_VAR_DIR=" + plugin_var_dir(plugin));
-  if (plugin.add_plugin_dir_to_python_path) {
-    env.push_back("PYTHONPATH=" + plugin.dir);
-  }
-  env.push_back("MFSERV_HOME=" + m_options.home.root);
-  env.push_back("MFSERV_NGINX_PORT=" + std::to_string(m_options.front.port));
-  env.push_back("MFSERV_CURRENT_PLUGIN_NAME=" + plugin.name);
-  env.push_back("MFSERV_CURRENT_PLUGIN_DIR=" + plugin.dir);
-  env.push_back("MFSERV_CURRENT_APP_NAME=" + app.name);
-  env.push_back("MFSERV_CURRENT_APP_WORKER=" + std::to_string(process.wid));
-  env.push_back(std::string("MFSERV_CURRENT_APP_DEBUG=") + (app.debug ? "1" : "0"));
-  if (!process.socket_path.empty()) {
-    env.push_back("MFSERV_SOCKET=" + process.socket_path);
-  }
-  for (const auto& [key, value] : plugin.env) {
-    env.push_back(key + "=" + value);
-  }
-  return env;
+  return worker_env(m_options.home, *group.plugin, *group.app, process.wid, process.socket_path,
+                    m_options.front.port);
 }
 
 void Supervisor::Impl::start_process(Process& process) {

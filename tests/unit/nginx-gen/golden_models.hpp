@@ -153,6 +153,29 @@ inline std::vector<GoldenCase> golden_cases(const std::string& root) {
     c.apps = {first, second};
     cases.push_back(c);
   }
+  {
+    // The global settings of HOME/config/mfserv.ini that reach the text.
+    GoldenCase c{"front_settings", golden_front(root), {}};
+    c.front.port = 8080;
+    c.front.user = "www-data";
+    c.front.worker_processes = 4;
+    c.front.client_max_body_size = "1g";
+    c.front.client_timeout = 30;
+    c.front.log_format = LogFormat::combined;
+    c.apps.push_back(golden_app(root, "foo", "main", 1));
+    cases.push_back(c);
+  }
+  {
+    // /__upstream_status lists the upstreams (one `set` piece each), not the static sites.
+    GoldenCase c{"upstream_status", golden_front(root), {}};
+    AppRoute api = golden_app(root, "api", "main", 3);
+    api.timeout = 300;
+    AppRoute admin = golden_app(root, "api", "admin", 1);
+    AppRoute site = golden_app(root, "site", "main", 0);
+    site.static_url_prefix = "";
+    c.apps = {api, admin, site};
+    cases.push_back(c);
+  }
   return cases;
 }
 

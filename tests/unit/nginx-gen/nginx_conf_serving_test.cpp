@@ -8,6 +8,7 @@
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "golden_models.hpp"
 #include "nginx-gen/nginx_conf.hpp"
@@ -47,6 +48,32 @@ void write_static_files(const AppRoute& app, const std::string& root) {
 
 void write_conf(const std::string& conf_text, const std::string& root) {
   testing::write_text(root + "/nginx.conf", conf_text);
+}
+
+// The status code nginx gives a GET of TARGET from SOURCE (another loopback address than
+// 127.0.0.1: a client that is not "local" for the loopback-only endpoints). 0: no answer.
+int status_from(const char* source, int port, const std::string& target) {
+  mfserv::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(fd.valid());
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  REQUIRE(::inet_pton(AF_INET, source, &local.sin_addr) == 1);
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) == 0);
+  sockaddr_in server{};
+  server.sin_family = AF_INET;
+  server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  server.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&server), sizeof server) != 0) {
+    return 0;
+  }
+  timeval timeout{5, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  if (!testing::send_all(fd.get(), "GET " + target + " HTTP/1.0\r\nHost: localhost\r\n\r\n")) {
+    return 0;
+  }
+  char head[32] = {};
+  ssize_t n = ::recv(fd.get(), head, sizeof head - 1, MSG_WAITALL);
+  return n >= 12 ? std::atoi(head + 9) : 0;
 }
 
 }  // namespace
@@ -176,6 +203,22 @@ TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen
     CHECK(testing::http_get(port, "/").status == 404);
   }
 
+  SECTION("/__upstream_status and /status answer loopback clients only") {
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    auto upstreams = testing::http_get(port, "/__upstream_status");
+    CHECK(upstreams.status == 200);
+    CHECK(upstreams.header("Content-Type") == "application/json");
+    CHECK(upstreams.body == mfserv::nginx::upstream_status_json({app}) + "\n");
+    const auto parsed = nlohmann::json::parse(upstreams.body);
+    CHECK(parsed["upstreams"][0]["servers"].size() == 2);
+    for (const char* endpoint : {"/__upstream_status", "/status"}) {
+      INFO(endpoint);
+      CHECK(status_from("127.0.0.1", port, endpoint) == 200);
+      CHECK(status_from("127.0.0.2", port, endpoint) == 403);
+    }
+  }
+
   SECTION("virtual domains route the whole URL space to the app") {
     write_conf(render(front, {app}), tmp.path());
     testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
@@ -218,4 +261,51 @@ TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen
     auto fresh = testing::http_get(port, "/foo/main/x");
     CHECK(fresh.header("X-Request-Id").size() == 32);
   }
+}
+
+TEST_CASE("a /__upstream_status of 600 upstreams passes nginx -t and is served whole",
+          "[nginx-gen][nginx]") {
+  const std::string nginx = testing::nginx_or_skip();
+  if (nginx.empty()) {
+    return;
+  }
+  testing::TempDir tmp;
+  const int port = testing::free_port();
+  const FrontConfig front = test_front(tmp.path(), port);
+  std::vector<AppRoute> apps;
+  for (int i = 0; i < 600; ++i) {
+    apps.push_back(testing::golden_app(tmp.path(), "plugin" + std::to_string(i), "main", 2));
+  }
+  apps.push_back(testing::golden_app(tmp.path(), "crowded", "main", 60));
+  write_conf(render(front, apps), tmp.path());
+  auto valid = mfserv::nginx::validate(nginx, tmp.path() + "/nginx.conf", front.error_log);
+  INFO((valid.ok() ? std::string("valid") : valid.error().describe()));
+  REQUIRE(valid.ok());
+  testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+  auto upstreams = testing::http_get(port, "/__upstream_status");
+  CHECK(upstreams.status == 200);
+  CHECK(upstreams.body == mfserv::nginx::upstream_status_json(apps) + "\n");
+  CHECK(nlohmann::json::parse(upstreams.body)["upstreams"].size() == 601);
+}
+
+TEST_CASE("nginx_single_quoted gives nginx back the text byte for byte", "[nginx-gen][nginx]") {
+  const std::string nginx = testing::nginx_or_skip();
+  if (nginx.empty()) {
+    return;
+  }
+  testing::TempDir tmp;
+  const int port = testing::free_port();
+  FrontConfig front = test_front(tmp.path(), port);
+  const std::string nasty = "{\"a\":\"it's \\\"quoted\\\" \\u0024host\"};\n\tnext line\r\n";
+  // A valid front, with one more location returning the quoted text.
+  std::string text = render(front, {});
+  const std::string anchor = "        location = /status {";
+  text.replace(text.find(anchor), 0,
+               "        location = /nasty {\n            return 200 " +
+                   mfserv::nginx::nginx_single_quoted(nasty) + ";\n        }\n\n");
+  write_conf(text, tmp.path());
+  testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+  auto answer = testing::http_get(port, "/nasty");
+  CHECK(answer.status == 200);
+  CHECK(answer.body == nasty);
 }

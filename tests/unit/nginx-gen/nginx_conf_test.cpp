@@ -9,6 +9,7 @@
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "golden_models.hpp"
 #include "util/fs.hpp"
@@ -291,4 +292,82 @@ TEST_CASE("model_problems reports every bad field at once", "[nginx-gen]") {
   CHECK(all.find("extra route 'api' does not start with '/'") != std::string::npos);
   CHECK(all.find("static_dir '/srv/my static'") != std::string::npos);
   CHECK(all.find("extra_conf_path") != std::string::npos);
+}
+
+TEST_CASE("upstream_status_json lists each upstream and its servers", "[nginx-gen]") {
+  AppRoute api = simple_app("api", "main", 2);
+  api.timeout = 300;
+  AppRoute site = simple_app("site", "main", 0);
+  const auto status = nlohmann::json::parse(mfserv::nginx::upstream_status_json({api, site}));
+  CHECK(status["source"] == "configuration");
+  REQUIRE(status["upstreams"].size() == 1);
+  const auto& upstream = status["upstreams"][0];
+  CHECK(upstream["name"] == upstream_name("api", "main"));
+  CHECK(upstream["plugin"] == "api");
+  CHECK(upstream["app"] == "main");
+  CHECK(upstream["balancing"] == "least_conn");
+  CHECK(upstream["timeout_s"] == 300);
+  REQUIRE(upstream["servers"].size() == 2);
+  CHECK(upstream["servers"][1]["worker"] == 2);
+  CHECK(upstream["servers"][1]["address"] == "unix:" + api.sockets[1]);
+  CHECK(nlohmann::json::parse(mfserv::nginx::upstream_status_json({}))["upstreams"].empty());
+}
+
+TEST_CASE("upstream_status_json escapes what JSON and nginx would misread", "[nginx-gen]") {
+  // Not a model images/ would let through: the escaping must hold anyway.
+  AppRoute app = simple_app("foo", "main", 1);
+  app.sockets = {"/run/a\"b\\c$host\n\t{;}'x"};
+  const std::string json = mfserv::nginx::upstream_status_json({app});
+  CHECK(json.find('$') == std::string::npos);
+  CHECK(json.find('\n') == std::string::npos);
+  const auto status = nlohmann::json::parse(json);
+  CHECK(status["upstreams"][0]["servers"][0]["address"] == "unix:" + app.sockets[0]);
+}
+
+TEST_CASE("nginx_single_quoted escapes what nginx's parser undoes", "[nginx-gen]") {
+  using mfserv::nginx::nginx_single_quoted;
+  CHECK(nginx_single_quoted("") == "''");
+  CHECK(nginx_single_quoted("a b;{}\"") == "'a b;{}\"'");
+  CHECK(nginx_single_quoted("it's") == "'it\\'s'");
+  CHECK(nginx_single_quoted("a\\b") == "'a\\\\b'");
+  CHECK(nginx_single_quoted("\\u0024") == "'\\\\u0024'");
+  CHECK(nginx_single_quoted("l1\nl2\r\t") == "'l1\\nl2\\r\\t'");
+}
+
+TEST_CASE("/__upstream_status stays within nginx's token limit for any model size",
+          "[nginx-gen]") {
+  std::vector<AppRoute> apps;
+  for (int i = 0; i < 600; ++i) {
+    apps.push_back(simple_app("plugin" + std::to_string(i), "main", 2));
+  }
+  AppRoute crowded = simple_app("crowded", "main", 60);  // one upstream longer than a piece
+  apps.push_back(crowded);
+  const std::string text = render(simple_front(), apps);
+  size_t longest = 0;
+  for (const std::string& line : mfserv::split(text, '\n')) {
+    longest = std::max(longest, line.size());
+  }
+  CHECK(longest < 4000);
+  // 600 pieces are joined in two levels.
+  CHECK(text.find("set $mfserv_upstream_status_2_7 \"") != std::string::npos);
+  CHECK(text.find("set $mfserv_upstream_status \"$mfserv_upstream_status_2_1$") !=
+        std::string::npos);
+  CHECK(text.find("return 200 $mfserv_upstream_status;") != std::string::npos);
+}
+
+TEST_CASE("the access log format and client timeouts", "[nginx-gen]") {
+  FrontConfig front = simple_front();
+  std::string text = render(front, {});
+  CHECK(text.find("access_log /srv/mfserv/log/nginx_access.log mfserv_json;") != std::string::npos);
+  CHECK(text.find("client_body_timeout 60s;") != std::string::npos);
+  front.log_format = mfserv::nginx::LogFormat::combined;
+  front.client_timeout = 15;
+  text = render(front, {});
+  CHECK(text.find("access_log /srv/mfserv/log/nginx_access.log combined;") != std::string::npos);
+  CHECK(text.find("log_format") == std::string::npos);
+  for (const char* directive : {"client_header_timeout", "client_body_timeout", "send_timeout"}) {
+    CHECK(text.find(std::string(directive) + " 15s;") != std::string::npos);
+  }
+  front.client_timeout = 0;
+  CHECK(model_problems(front, {}).size() == 1);
 }

@@ -1,0 +1,69 @@
+#include "runtime/worker_setup.hpp"
+
+namespace mfserv::runtime {
+
+std::string plugin_var_dir(const Home& home, const images::PluginConfig& plugin) {
+  return home.root + "/var/plugins/" + plugin.name;
+}
+
+std::vector<std::string> worker_env(const Home& home, const images::PluginConfig& plugin,
+                                    const images::AppConfig& app, int wid,
+                                    const std::string& socket_path, int port) {
+  std::vector<std::string> env;
+  env.push_back("PATH=" + plugin.dir + "/bin:/usr/local/bin:/usr/bin:/bin");
+  env.emplace_back("LANG=C.UTF-8");
+  env.emplace_back("PYTHONUNBUFFERED=1");
+  env.emplace_back("HOME=/tmp");  // the sandbox's private, writable /tmp
+  if (plugin.add_plugin_dir_to_python_path) {
+    env.push_back("PYTHONPATH=" + plugin.dir);
+  }
+  env.push_back("MFSERV_HOME=" + home.root);
+  env.push_back("MFSERV_PLUGIN_VAR_DIR=" + plugin_var_dir(home, plugin));
+  if (port > 0) {
+    env.push_back("MFSERV_NGINX_PORT=" + std::to_string(port));
+  }
+  env.push_back("MFSERV_CURRENT_PLUGIN_NAME=" + plugin.name);
+  env.push_back("MFSERV_CURRENT_PLUGIN_DIR=" + plugin.dir);
+  env.push_back("MFSERV_CURRENT_APP_NAME=" + app.name);
+  if (wid > 0) {
+    env.push_back("MFSERV_CURRENT_APP_WORKER=" + std::to_string(wid));
+  }
+  env.push_back(std::string("MFSERV_CURRENT_APP_DEBUG=") + (app.debug ? "1" : "0"));
+  if (!socket_path.empty()) {
+    env.push_back("MFSERV_SOCKET=" + socket_path);
+  }
+  for (const auto& [key, value] : plugin.env) {
+    env.push_back(key + "=" + value);
+  }
+  return env;
+}
+
+isolation::SandboxSpec sandbox_spec(const Home& home,
+                                    const std::vector<images::PluginConfig>& plugins,
+                                    const images::PluginConfig& plugin,
+                                    const images::AppConfig& app) {
+  isolation::SandboxSpec spec;
+  spec.hostname = app.name + "." + plugin.name;
+  spec.network_none = app.network == "none";
+  spec.user = app.user.empty() ? k_default_worker_user : app.user;
+  spec.seccomp = app.seccomp != "off";
+  spec.private_tmp = {"/tmp", "/var/tmp", "/dev/shm"};
+  spec.hide.push_back(home.root);
+  for (const auto& other : plugins) {
+    if (other.dir != plugin.dir) {
+      spec.hide.push_back(other.dir);
+    }
+  }
+  spec.readonly.push_back(plugin.dir);
+  spec.readonly.insert(spec.readonly.end(), app.readonly_paths.begin(), app.readonly_paths.end());
+  spec.writable = app.writable_paths;
+  spec.writable.push_back(plugin_var_dir(home, plugin));
+  return spec;
+}
+
+std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
+                       const images::AppConfig& app) {
+  return home.cgroup_root() + "/" + plugin.name + "/" + app.section;
+}
+
+}  // namespace mfserv::runtime

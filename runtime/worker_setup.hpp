@@ -1,0 +1,35 @@
+// What every process of an app gets, shared by the supervisor's workers and `mfserv exec`:
+// its environment and the shape of its sandbox.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "images/plugin.hpp"
+#include "isolation/sandbox.hpp"
+#include "runtime/home.hpp"
+
+namespace mfserv::runtime {
+
+constexpr const char* k_default_worker_user = "mfserv";
+
+// HOME/var/plugins/NAME: the plugin's own writable folder (owned by its worker user).
+std::string plugin_var_dir(const Home& home, const images::PluginConfig& plugin);
+
+// WID 0 and an empty SOCKET_PATH for a one-off command; PORT 0 when unknown.
+std::vector<std::string> worker_env(const Home& home, const images::PluginConfig& plugin,
+                                    const images::AppConfig& app, int wid,
+                                    const std::string& socket_path, int port);
+
+// Hides the home and every other plugin, shows the plugin read-only and its writable paths
+// (plus its var folder) read-write.
+isolation::SandboxSpec sandbox_spec(const Home& home,
+                                    const std::vector<images::PluginConfig>& plugins,
+                                    const images::PluginConfig& plugin,
+                                    const images::AppConfig& app);
+
+// The app's cgroup, relative to the hierarchy root.
+std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
+                       const images::AppConfig& app);
+
+}  // namespace mfserv::runtime

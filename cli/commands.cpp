@@ -253,6 +253,42 @@ int cmd_stop(const Globals& globals) {
   return k_exit_ok;
 }
 
+int cmd_control(const Globals& globals, const std::string& command, const std::string& target) {
+  auto home = open_home(globals);
+  if (!home) {
+    return k_exit_error;
+  }
+  if (!runtime::home_is_locked(*home)) {
+    print_error("no mfserv is running for home " + home->root);
+    return k_exit_not_running;
+  }
+  auto answer = runtime::control_call(*home, {{"cmd", command}, {"target", target}});
+  if (!answer) {
+    print_error(answer.error().describe());
+    return k_exit_error;
+  }
+  for (const auto& line : answer->value("diagnostics", json::array())) {
+    fmt::print(stderr, "mfserv: {}\n", line.get<std::string>());
+  }
+  if (!answer->value("ok", false)) {
+    print_error(answer->value("error", std::string("failed")));
+    return k_exit_error;
+  }
+  if (command == "reload") {
+    for (const char* what : {"started", "restarted", "stopped"}) {
+      for (const auto& label : (*answer)[what]) {
+        fmt::print("{} {}\n", what, label.get<std::string>());
+      }
+    }
+    fmt::print("reloaded\n");
+    return k_exit_ok;
+  }
+  for (const auto& label : (*answer)["groups"]) {
+    fmt::print("{}: {}\n", label.get<std::string>(), command == "stop" ? "stopping" : command == "start" ? "starting" : "restarting");
+  }
+  return k_exit_ok;
+}
+
 int cmd_ps(const Globals& globals) {
   auto home = open_home(globals);
   if (!home) {

@@ -22,7 +22,15 @@ int main(int argc, char** argv) {
   run->add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));
   run->add_flag("--detach", detach, "return once every app is ready (non-zero if some failed)");
 
-  auto* stop = app.add_subcommand("stop", "stop the running mfserv gracefully");
+  std::string target;
+  auto* stop = app.add_subcommand("stop", "stop mfserv gracefully, or only PLUGIN[/APP]");
+  stop->add_option("PLUGIN[/APP]", target, "stop only these workers (they stay stopped)");
+  auto* start = app.add_subcommand("start", "start PLUGIN[/APP] again after `stop PLUGIN[/APP]`");
+  start->add_option("PLUGIN[/APP]", target)->required();
+  auto* restart = app.add_subcommand("restart", "rolling restart of PLUGIN[/APP]");
+  restart->add_option("PLUGIN[/APP]", target)->required();
+  auto* reload = app.add_subcommand(
+      "reload", "re-read every plugin, apply only what changed (same as SIGHUP)");
   auto* ps = app.add_subcommand("ps", "one row per worker");
   ps->add_flag("--json", globals.json, "machine-readable output");
 
@@ -78,7 +86,16 @@ int main(int argc, char** argv) {
     return cmd_run(globals, port, detach);
   }
   if (stop->parsed()) {
-    return cmd_stop(globals);
+    return target.empty() ? cmd_stop(globals) : cmd_control(globals, "stop", target);
+  }
+  if (start->parsed()) {
+    return cmd_control(globals, "start", target);
+  }
+  if (restart->parsed()) {
+    return cmd_control(globals, "restart", target);
+  }
+  if (reload->parsed()) {
+    return cmd_control(globals, "reload", "");
   }
   if (ps->parsed()) {
     return cmd_ps(globals);

@@ -13,7 +13,9 @@
 namespace mfserv::cli {
 namespace {
 
-void print_error(const std::string& message) { fmt::print(stderr, "mfserv: {}\n", message); }
+void print_error(const std::string& message) {
+  fmt::print(stderr, "mfserv: {}\n", message);
+}
 
 void print_warnings(const std::vector<images::Diagnostic>& diagnostics) {
   for (const auto& diagnostic : diagnostics) {
@@ -41,12 +43,15 @@ std::optional<runtime::Home> prepared_home(const Globals& globals) {
 }
 
 // Serializes installs and uninstalls of one home.
-std::string plugins_lock(const runtime::Home& home) { return home.run_dir() + "/plugins.lock"; }
+std::string plugins_lock(const runtime::Home& home) {
+  return home.run_dir() + "/plugins.lock";
+}
 
 void tell_if_running(const runtime::Home& home) {
   if (runtime::home_is_locked(home)) {
-    fmt::print("mfserv is running for this home: the change applies at its next start or "
-               "reload\n");
+    fmt::print(
+        "mfserv is running for this home: the change applies at its next start or "
+        "reload\n");
   }
 }
 
@@ -54,16 +59,17 @@ void tell_if_running(const runtime::Home& home) {
 
 int cmd_plugin_new(const std::string& template_name, const std::string& name,
                    const std::string& dir) {
-  auto created = images::create_plugin_from_template(template_name, name,
-                                                     dir.empty() ? current_dir() : dir);
+  auto created =
+      images::create_plugin_from_template(template_name, name, dir.empty() ? current_dir() : dir);
   if (!created) {
     print_error(created.error().describe());
     return k_exit_error;
   }
   fmt::print("plugin {} created from template {} in {}\n", name, template_name, created->dir);
-  fmt::print("next: `mfserv plugin develop {0}` to run it from there, or `mfserv plugin build "
-             "{0}` then `mfserv plugin install FILE`\n",
-             created->dir);
+  fmt::print(
+      "next: `mfserv plugin develop {0}` to run it from there, or `mfserv plugin build "
+      "{0}` then `mfserv plugin install FILE`\n",
+      created->dir);
   return k_exit_ok;
 }
 
@@ -100,15 +106,16 @@ int cmd_plugin_install(const Globals& globals, const std::string& file, bool for
   }
   print_warnings(installed->warnings);
   if (installed->legacy_manifest) {
-    fmt::print(stderr, "mfserv: warning: {} was built by MFSERV: its files were checked against "
-                       "its list, but it has no checksums to verify\n",
+    fmt::print(stderr,
+               "mfserv: warning: {} was built by MFSERV: its files were checked against "
+               "its list, but it has no checksums to verify\n",
                file);
   }
   const auto& plugin = installed->plugin;
   if (installed->replaced) {
     const auto& old = *installed->replaced;
-    std::string was = old.dev_link ? "the dev link to " + old.home
-                                   : "version " + old.version + "-" + old.release;
+    std::string was =
+        old.dev_link ? "the dev link to " + old.home : "version " + old.version + "-" + old.release;
     fmt::print("plugin {} {}-{} installed in {}, replacing {}\n", plugin.name, plugin.version,
                plugin.release, plugin.home, was);
   } else {

@@ -35,8 +35,8 @@ struct BuildResult {
   std::string name;
   std::string version;
   std::string release;
-  std::size_t files = 0;     // regular files and links packed
-  std::uint64_t size = 0;    // bytes of regular files
+  std::size_t files = 0;   // regular files and links packed
+  std::uint64_t size = 0;  // bytes of regular files
 };
 
 // Packs the plugin folder DIR into OUTPUT_DIR. The plugin must load without errors (its own
@@ -58,10 +58,10 @@ struct InstallOptions {
 };
 
 struct InstallResult {
-  InstalledPlugin plugin;            // as installed (home is PLUGINS_DIR/NAME)
+  InstalledPlugin plugin;                   // as installed (home is PLUGINS_DIR/NAME)
   std::optional<InstalledPlugin> replaced;  // what --force replaced
-  std::vector<Diagnostic> warnings;  // of the new plugin's config
-  bool legacy_manifest = false;      // MFSERV's .files.json: paths checked, no checksums
+  std::vector<Diagnostic> warnings;         // of the new plugin's config
+  bool legacy_manifest = false;             // MFSERV's .files.json: paths checked, no checksums
 };
 
 Result<InstallResult> install_plugin_archive(const std::string& file,

@@ -33,7 +33,7 @@ namespace af = archive_format;
 constexpr std::size_t k_chunk = 64 * 1024;
 
 struct SourceEntry {
-  std::string rel;  // relative to the plugin folder; "" is the folder itself
+  std::string rel;   // relative to the plugin folder; "" is the folder itself
   std::string path;  // absolute
   mode_t type = 0;   // S_IFREG, S_IFDIR or S_IFLNK
   unsigned mode = 0;
@@ -127,7 +127,8 @@ Status collect(const std::string& root, const std::string& rel, const ReleaseIgn
       entry.target = *target;
       entry.size = entry.target.size();
     } else {
-      return Error(path + ": a device, fifo or socket cannot be packed: remove it or list it "
+      return Error(path +
+                   ": a device, fifo or socket cannot be packed: remove it or list it "
                    "in .releaseignore");
     }
     out.push_back(std::move(entry));
@@ -283,8 +284,7 @@ Result<PluginConfig> load_for_build(const std::string& dir) {
 }
 
 Status write_archive(int fd, const PluginConfig& plugin, const std::vector<SourceEntry>& entries,
-                     std::int64_t timestamp, const std::string& build_host,
-                     BuildResult& result) {
+                     std::int64_t timestamp, const std::string& build_host, BuildResult& result) {
   af::ArchiveWriter writer(archive_write_new());
   if (!writer) {
     return Error("creating an archive writer", ENOMEM);
@@ -317,8 +317,7 @@ Status write_archive(int fd, const PluginConfig& plugin, const std::vector<Sourc
       continue;
     }
     if (entry.type == S_IFLNK) {
-      if (auto status = output.header(entry.rel, S_IFLNK, entry.mode, 0, entry.target);
-          !status) {
+      if (auto status = output.header(entry.rel, S_IFLNK, entry.mode, 0, entry.target); !status) {
         return status;
       }
       item.type = af::ManifestEntry::Type::Symlink;
@@ -359,8 +358,7 @@ Status write_archive(int fd, const PluginConfig& plugin, const std::vector<Sourc
   if (auto status = output.document(std::string(af::k_metadata_json), metadata_json); !status) {
     return status;
   }
-  if (auto status =
-          output.document(std::string(af::k_files_json), af::render_files_json(manifest));
+  if (auto status = output.document(std::string(af::k_files_json), af::render_files_json(manifest));
       !status) {
     return status;
   }
@@ -395,8 +393,8 @@ Result<BuildResult> build_plugin_archive(const std::string& dir, const std::stri
   result.name = plugin->name;
   result.version = plugin->version;
   result.release = plugin->release;
-  const std::string file_name = plugin->name + "-" + plugin->version + "-" + plugin->release +
-                                std::string(af::k_suffix);
+  const std::string file_name =
+      plugin->name + "-" + plugin->version + "-" + plugin->release + std::string(af::k_suffix);
   if (auto status = make_dirs(output_dir, 0755); !status) {
     return status.error().with_context("preparing the output folder");
   }
@@ -432,8 +430,8 @@ Result<bool> install_node_modules(const std::string& dir) {
     return false;
   }
   // Prepared before fork: the child only makes system calls.
-  const char* argv[] = {"npm",           "install", "--no-audit", "--no-fund",
-                        "--omit=dev",    "--loglevel=error", nullptr};
+  const char* argv[] = {"npm",        "install",          "--no-audit", "--no-fund",
+                        "--omit=dev", "--loglevel=error", nullptr};
   std::string directory = dir;
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -454,11 +452,13 @@ Result<bool> install_node_modules(const std::string& dir) {
     }
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    return Error("npm install in " + dir + ": npm was not found; install Node.js and npm, or "
+    return Error("npm install in " + dir +
+                 ": npm was not found; install Node.js and npm, or "
                  "run npm install there yourself");
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return Error("npm install in " + dir + " failed (see its output above): fix package.json "
+    return Error("npm install in " + dir +
+                 " failed (see its output above): fix package.json "
                  "or run npm install there yourself");
   }
   return true;

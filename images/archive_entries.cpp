@@ -63,8 +63,7 @@ Result<std::string> manifest_path(std::string_view path) {
 
 Result<ManifestEntry> parse_entry(const json& item) {
   if (!item.is_object()) {
-    return Error("expected an object with path, type, size, mode and sha256, found " +
-                 item.dump());
+    return Error("expected an object with path, type, size, mode and sha256, found " + item.dump());
   }
   for (const char* key : {"path", "size", "mode", "sha256"}) {
     if (!item.contains(key)) {
@@ -124,7 +123,8 @@ Result<std::string> plugin_relative_path(std::string_view entry_name) {
     }
   }
   if (parts.empty() || parts.front() != k_top_folder) {
-    return Error("outside " + std::string(k_top_folder) + "/ (a .plugin archive holds one top "
+    return Error("outside " + std::string(k_top_folder) +
+                 "/ (a .plugin archive holds one top "
                  "folder, metwork_plugin/)");
   }
   std::string relative;
@@ -205,8 +205,9 @@ Result<Manifest> parse_files_json(std::string_view text) {
         manifest.legacy = true;
         auto relative = plugin_relative_path(item.get<std::string>());
         if (!relative || relative->empty()) {
-          return Error("entry " + item.dump() + ": " +
-                       (relative ? std::string("names the top folder") : relative.error().message()));
+          return Error(
+              "entry " + item.dump() + ": " +
+              (relative ? std::string("names the top folder") : relative.error().message()));
         }
         entry.path = *relative;
         entry.type = ManifestEntry::Type::Unknown;
@@ -308,9 +309,15 @@ std::string format_mode(unsigned mode) {
   return octal;
 }
 
-void ArchiveReadDeleter::operator()(archive* handle) const { archive_read_free(handle); }
-void ArchiveWriteDeleter::operator()(archive* handle) const { archive_write_free(handle); }
-void ArchiveEntryDeleter::operator()(archive_entry* entry) const { archive_entry_free(entry); }
+void ArchiveReadDeleter::operator()(archive* handle) const {
+  archive_read_free(handle);
+}
+void ArchiveWriteDeleter::operator()(archive* handle) const {
+  archive_write_free(handle);
+}
+void ArchiveEntryDeleter::operator()(archive_entry* entry) const {
+  archive_entry_free(entry);
+}
 
 std::string archive_message(archive* handle) {
   const char* message = handle ? archive_error_string(handle) : nullptr;

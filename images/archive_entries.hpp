@@ -39,7 +39,7 @@ Status check_symlink_target(std::string_view rel_path, std::string_view target);
 // One file of `.files.json`.
 struct ManifestEntry {
   enum class Type { File, Symlink, Unknown };  // Unknown: MFSERV's list of paths
-  std::string path;    // relative to the plugin folder
+  std::string path;                            // relative to the plugin folder
   Type type = Type::File;
   std::uint64_t size = 0;  // bytes; for a link, the length of its target
   unsigned mode = 0;       // permission bits

@@ -186,12 +186,14 @@ class Extractor {
       return refuse(name, rel.error().message());
     }
     if (archive_entry_hardlink(entry) != nullptr) {
-      return refuse(name, std::string("hard link to ") + quote_value(archive_entry_hardlink(entry)) +
+      return refuse(name, std::string("hard link to ") +
+                              quote_value(archive_entry_hardlink(entry)) +
                               " (hard links are not accepted)");
     }
     const mode_t type = archive_entry_filetype(entry);
     if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) {
-      return refuse(name, "is " + type_name(type) + " (only files, folders and links are accepted)");
+      return refuse(name,
+                    "is " + type_name(type) + " (only files, folders and links are accepted)");
     }
     if (rel->empty()) {
       if (type != AE_IFDIR || m_seen_root) {
@@ -288,9 +290,8 @@ class Extractor {
     return {};
   }
 
-  Status write_file(archive* reader, archive_entry* entry, const std::string& name,
-                    int parent_fd, const std::string& base, const std::string& rel,
-                    unsigned mode) {
+  Status write_file(archive* reader, archive_entry* entry, const std::string& name, int parent_fd,
+                    const std::string& base, const std::string& rel, unsigned mode) {
     const bool keep = rel == af::k_files_json || rel == af::k_metadata_json;
     const auto expected = static_cast<std::uint64_t>(archive_entry_size(entry));
     if (keep && expected > k_max_document) {
@@ -425,13 +426,16 @@ Status verify(const Extractor& extractor, const af::Manifest& manifest) {
       continue;
     }
     if (entry.size != file.size) {
-      return extractor.refuse(name, "has " + std::to_string(file.size) + " bytes but .files.json "
-                                        "says " + std::to_string(entry.size) +
+      return extractor.refuse(name, "has " + std::to_string(file.size) +
+                                        " bytes but .files.json "
+                                        "says " +
+                                        std::to_string(entry.size) +
                                         " (the archive is corrupt or was altered)");
     }
     if (entry.sha256 != file.sha256) {
-      return extractor.refuse(name, "its sha256 differs from .files.json (the archive is corrupt "
-                                    "or was altered)");
+      return extractor.refuse(name,
+                              "its sha256 differs from .files.json (the archive is corrupt "
+                              "or was altered)");
     }
     if (entry.mode != file.mode) {
       return extractor.refuse(name, "has mode " + af::format_mode(file.mode) +
@@ -468,12 +472,13 @@ Result<std::string> plugin_name(const std::string& file, const std::string& extr
   }
   std::string name = label_name ? *label_name : metadata.name;
   if (name.empty()) {
-    return Error(file + " does not say the plugin's name (no .layerapi2_label and no name in "
+    return Error(file +
+                 " does not say the plugin's name (no .layerapi2_label and no name in "
                  ".metadata.json): build it again with `mfserv plugin build`");
   }
   if (auto status = check_plugin_name(name); !status) {
-    return Error(file + ": the plugin name " + quote_value(name) + " is not allowed: " +
-                 status.error().message());
+    return Error(file + ": the plugin name " + quote_value(name) +
+                 " is not allowed: " + status.error().message());
   }
   return name;
 }
@@ -495,7 +500,9 @@ InstalledPlugin describe_installed(const std::string& path, const std::string& n
   return item;
 }
 
-bool unsupported(int error) { return error == EINVAL || error == ENOSYS || error == EOPNOTSUPP; }
+bool unsupported(int error) {
+  return error == EINVAL || error == ENOSYS || error == EOPNOTSUPP;
+}
 
 // Puts FROM (a folder in STAGING) at TO. TO, when it exists, is replaced in one
 // renameat2(RENAME_EXCHANGE) and ends up in STAGING (deleted with it); where the file system
@@ -542,7 +549,7 @@ Status put_in_place(const Staging& staging, const std::string& from, const std::
 Result<UniqueFd> open_archive_file(const std::string& file) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
-    return Error::from_errno("opening " + file);
+    return Error::from_errno("cannot read the archive " + file);
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -567,8 +574,8 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
   if (archive_read_support_filter_gzip(reader.get()) != ARCHIVE_OK ||
       archive_read_support_format_tar(reader.get()) != ARCHIVE_OK ||
       archive_read_open_fd(reader.get(), archive_fd->get(), k_chunk) != ARCHIVE_OK) {
-    return Error(file + " is not a readable .plugin archive (tar.gz): " +
-                 af::archive_message(reader.get()));
+    return Error(
+        file + " is not a readable .plugin archive (tar.gz): " + af::archive_message(reader.get()));
   }
 
   if (auto status = make_dirs(options.plugins_dir, 0755); !status) {
@@ -589,8 +596,8 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
   if (::mkdirat(staging->fd(), top.c_str(), 0700) != 0) {
     return Error::from_errno("creating " + staging->path() + "/" + top);
   }
-  UniqueFd root(::openat(staging->fd(), top.c_str(),
-                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd root(
+      ::openat(staging->fd(), top.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root) {
     return Error::from_errno("opening " + staging->path() + "/" + top);
   }
@@ -601,7 +608,8 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
 
   // 2. Compare with .files.json.
   if (!extractor.files_json()) {
-    return Error(file + " has no metwork_plugin/.files.json: it is not a .plugin archive; "
+    return Error(file +
+                 " has no metwork_plugin/.files.json: it is not a .plugin archive; "
                  "build it with `mfserv plugin build`");
   }
   auto manifest = af::parse_files_json(*extractor.files_json());
@@ -655,15 +663,16 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
     if (!options.force) {
       if (previous.dev_link) {
         return Error("plugin " + *name + " is a dev link to " + previous.home +
-                     ": use --force to replace it with " + file + ", or `mfserv plugin "
-                     "uninstall " + *name + "` first");
+                     ": use --force to replace it with " + file +
+                     ", or `mfserv plugin "
+                     "uninstall " +
+                     *name + "` first");
       }
       std::string version = previous.version.empty()
                                 ? std::string()
                                 : " (version " + previous.version + "-" + previous.release + ")";
       return Error("plugin " + *name + " is already installed" + version +
-                   ": use --force to replace it, or `mfserv plugin uninstall " + *name +
-                   "` first");
+                   ": use --force to replace it, or `mfserv plugin uninstall " + *name + "` first");
     }
     result.replaced = previous;
   }
@@ -676,18 +685,18 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
   result.plugin.home = target;
   // What was replaced is now in the staging folder.
   if (auto status = staging->remove(); !status) {
-    result.warnings.push_back(Diagnostic{Diagnostic::Severity::Warning, "", 0, "",
-                                         "the replaced version could not be deleted: " +
-                                             status.error().describe()});
+    result.warnings.push_back(
+        Diagnostic{Diagnostic::Severity::Warning, "", 0, "",
+                   "the replaced version could not be deleted: " + status.error().describe()});
   }
   return result;
 }
 
 Result<InstalledPlugin> uninstall_plugin(const std::string& name, const std::string& plugins_dir,
-                                         const std::string& lock_path,
-                                         const LoadOptions& options) {
+                                         const std::string& lock_path, const LoadOptions& options) {
   if (!is_valid_name(name)) {
-    return Error(quote_value(name) + " is not a plugin name (letters, digits, '_' and '-'): see "
+    return Error(quote_value(name) +
+                 " is not a plugin name (letters, digits, '_' and '-'): see "
                  "`mfserv plugin list`");
   }
   const std::string path = plugins_dir + "/" + name;

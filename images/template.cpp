@@ -73,7 +73,8 @@ Status copy_template(const std::string& from, const std::string& to, const std::
       }
       files.push_back(entry_rel);
     } else {
-      return Error("template file " + source + " is neither a file nor a folder: reinstall "
+      return Error("template file " + source +
+                   " is neither a file nor a folder: reinstall "
                    "mfserv's templates");
     }
   }
@@ -133,14 +134,14 @@ Result<NewPlugin> create_plugin_from_template(const std::string& template_name,
   if (::mkdtemp(staging.data()) == nullptr) {
     return Error::from_errno("creating a folder in " + *parent);
   }
-  Status status = copy_template(templates_dir() + "/" + template_name, staging, "", name,
-                                result.files);
+  Status status =
+      copy_template(templates_dir() + "/" + template_name, staging, "", name, result.files);
   // mkdtemp(3) made it private; a plugin folder is read by nginx's workers (static files).
   if (status && ::chmod(staging.c_str(), 0755) != 0) {
     status = Error::from_errno("setting the mode of " + staging);
   }
-  if (status && ::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, result.dir.c_str(),
-                            RENAME_NOREPLACE) != 0) {
+  if (status &&
+      ::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, result.dir.c_str(), RENAME_NOREPLACE) != 0) {
     // A file system without RENAME_NOREPLACE: plain rename(2), NAME was checked above.
     if (errno != EINVAL || ::rename(staging.c_str(), result.dir.c_str()) != 0) {
       status = Error::from_errno("renaming " + staging + " to " + result.dir);

@@ -92,7 +92,9 @@ class V1Backend final : public CgroupBackend {
         // Thaw every cgroup of the subtree: one left FROZEN by itself (a crashed run) stays
         // frozen when its parent thaws ("self-state", cgroup-v1/freezer-subsystem.rst), and
         // a frozen task does not act on SIGKILL.
-        (void)write_control(freezer_dir, "freezer.state", "THAWED");
+        for (const auto& d : subtree_dirs_deepest_first(freezer_dir)) {
+          (void)write_control(d, "freezer.state", "THAWED");
+        }
       }
       if (pid_list.empty()) {
         return {};

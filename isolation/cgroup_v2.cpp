@@ -291,18 +291,37 @@ class V2Backend final : public CgroupBackend {
                      " (cgroup.controllers: " + join_words(available) + ")" + hint);
       }
     }
+    std::vector<std::string> to_enable;
     for (const char* controller : k_controllers) {
-      if (!contains(available, controller) || contains(enabled, controller)) {
-        continue;
+      if (contains(available, controller) && !contains(enabled, controller)) {
+        to_enable.emplace_back(controller);
       }
-      auto st = write_control_retrying(path, "cgroup.subtree_control",
-                                       std::string("+") + controller, k_subtree_busy_ms);
-      if (!st && contains(needed, controller)) {
-        if (st.error().code() == EBUSY && !cgroup_pids(path).empty()) {
-          return st.error().with_context(
-              path + " holds processes, which the no-internal-process rule forbids once "
-              "controllers are enabled (cgroup-v2.rst); the supervisor must call enter_leaf()");
+    }
+    if (to_enable.empty()) {
+      return {};
+    }
+    // "No internal process constraint" (cgroup-v2.rst): a non-root cgroup with processes
+    // cannot enable domain controllers (EBUSY). Worse, the threaded ones (pids, cpu) are
+    // accepted and turn it into a thread root, after which memory fails with EOPNOTSUPP; so
+    // nothing is written while processes are there. A process that just left may still be
+    // listed for a moment.
+    if (path != m_mount) {
+      auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(k_subtree_busy_ms);
+      while (!cgroup_pids(path).empty()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          return Error("cannot enable controllers in " + path +
+                           ": it holds processes (cgroup-v2.rst, no internal process "
+                           "constraint); the supervisor calls enter_leaf() first",
+                       EBUSY);
         }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    for (const auto& controller : to_enable) {
+      auto st = write_control_retrying(path, "cgroup.subtree_control", "+" + controller,
+                                       k_subtree_busy_ms);
+      if (!st && contains(needed, controller)) {
         return st;
       }
     }

@@ -32,7 +32,8 @@ constexpr size_t k_max_string_piece = 1800;
 constexpr size_t k_max_joined_pieces = 100;
 constexpr std::string_view k_upstream_status_variable = "$mfserv_upstream_status";
 constexpr size_t k_builtin_variables = 256;
-constexpr size_t k_default_variables_hash_max_size = 1024;
+// Up to this many `set` variables nginx's default variables_hash_max_size (1024) is enough.
+constexpr size_t k_variables_default_hash_fits = 64;
 
 // Indented text, one directive per line.
 class ConfWriter {
@@ -455,7 +456,7 @@ void write_main(ConfWriter& writer, const FrontConfig& front) {
     writer.line("error_log " + front.error_log + " warn;");
   }
   if (!front.user.empty()) {
-    writer.line("user " + front.user + ";");
+    writer.line("user " + front.user + (front.group.empty() ? "" : " " + front.group) + ";");
   }
   writer.line(fmt::format("worker_rlimit_nofile {};", k_worker_rlimit_nofile));
   writer.blank();
@@ -490,10 +491,10 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front,
     writer.line(fmt::format("{}_timeout {}s;", kind, front.client_timeout));
   }
   // nginx's variables hash holds its ~200 own variables and every `set` one; past its
-  // default size of 1024 it warns at each start (ngx_http_variables_init_vars).
-  const size_t variables = k_builtin_variables + upstream_status_variables(apps);
-  if (variables * 2 > k_default_variables_hash_max_size) {
-    writer.line(fmt::format("variables_hash_max_size {};", variables * 2));
+  // default size of 1024 it warns at each start (ngx_http_variables_init_vars). Four slots
+  // per variable leave the hash room to place them all in 64-byte buckets.
+  if (const size_t added = upstream_status_variables(apps); added > k_variables_default_hash_fits) {
+    writer.line(fmt::format("variables_hash_max_size {};", 4 * (k_builtin_variables + added)));
   }
   writer.line("server_tokens off;");
   // Redirects made by nginx (a directory without its '/') stay relative, so they never name
@@ -692,6 +693,7 @@ std::vector<std::string> model_problems(const FrontConfig& front,
     problems.push_back(fmt::format("port {} is out of range 1-65535", front.port));
   }
   check_text("", "user", front.user);
+  check_text("", "group", front.group);
   check_text("", "hostname", front.hostname);
   check_text("", "client_max_body_size", front.client_max_body_size);
   check_path("", "pid_file", front.pid_file);

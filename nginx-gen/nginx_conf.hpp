@@ -40,7 +40,8 @@ enum class LogFormat { json, combined };
 
 struct FrontConfig {
   int port = 18868;
-  std::string user;  // nginx worker user; "" to omit the directive (non-root)
+  std::string user;   // nginx worker user; "" to omit the directive (non-root)
+  std::string group;  // its group; "": nginx's default, the group named like the user
   int worker_processes = 2;
   std::string hostname = "localhost";  // HOST part of virtual domains
   std::string pid_file;

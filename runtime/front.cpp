@@ -1,6 +1,7 @@
 // Routing decisions (see front.hpp): plugins and settings in, nginx-gen's model out.
 #include "runtime/front.hpp"
 
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -29,6 +30,18 @@ std::string worker_socket_path(const Home& home, const std::string& plugin,
          ".socket";
 }
 
+std::string nginx_worker_group(const std::string& user) {
+  if (user.empty()) {
+    return "";
+  }
+  const struct passwd* pw = ::getpwnam(user.c_str());
+  if (pw == nullptr) {
+    return "";
+  }
+  const struct group* gr = ::getgrgid(pw->pw_gid);
+  return gr == nullptr ? "" : std::string(gr->gr_name);
+}
+
 int default_worker_processes() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
 }
@@ -45,6 +58,7 @@ nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings)
   nginx::FrontConfig front;
   front.port = settings.port;
   front.user = nginx_worker_user(settings);
+  front.group = nginx_worker_group(front.user);
   front.worker_processes = settings.worker_processes.value_or(default_worker_processes());
   front.hostname = settings.hostname.empty() ? default_hostname() : settings.hostname;
   front.client_max_body_size = settings.client_max_body_size;

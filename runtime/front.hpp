@@ -32,6 +32,11 @@ struct FrontSettings {
 // The user nginx's workers run as: www-data when it exists, else nobody; "" when not root.
 std::string nginx_worker_user(const FrontSettings& settings);
 
+// The primary group of USER ("" when USER is "" or unknown). nginx's `user` directive
+// otherwise takes the group named like the user, which does not exist for nobody on Debian
+// (nogroup).
+std::string nginx_worker_group(const std::string& user);
+
 // One nginx worker per core, at most 4: the workers only relay to unix sockets and serve
 // static files, so more rarely helps, and each one holds its own connections and buffers.
 int default_worker_processes();

@@ -23,6 +23,17 @@ enum class ProcessState { Starting, Running, Stopping, Backoff, Stopped, Failed 
 const char* to_string(ProcessState state);
 
 struct Group;
+struct Process;
+
+// An earlier incarnation of a worker, replaced (restart, max_age, reload) and finishing its
+// requests in a cgroup leaf of its own while the new one already serves on the same socket.
+struct Draining {
+  Process* process = nullptr;
+  pid_t pid = -1;
+  std::string cgroup;
+  EventSource child_watch;  // its userdata stays the Process: exits are told apart by pid
+  EventSource kill_timer;
+};
 
 struct Process {
   void* supervisor = nullptr;  // the Supervisor::Impl that owns it (event callbacks)
@@ -47,6 +58,11 @@ struct Process {
   std::string last_exit;      // "exit 1", "signal 9", "oom", "" before the first exit
   std::string last_error;     // why the last start failed
   std::uint64_t oom_kills_at_start = 0;
+
+  int generation = 0;  // picks the cgroup leaf: w<wid> or w<wid>b, alternately
+  std::vector<std::unique_ptr<Draining>> draining;
+  EventSource age_timer;     // max_age recycling
+  bool held = false;         // stopped on request (`mfserv stop PLUGIN/APP`): no restart
 };
 
 struct Group {
@@ -61,6 +77,11 @@ struct Group {
   isolation::CgroupLimits limits;
   std::string error;  // set when the group cannot run (cgroup limits, sockets, sandbox...)
   std::unique_ptr<isolation::PreparedSandbox> sandbox;  // apps and daemons; null for nginx
+  std::shared_ptr<const images::PluginConfig> plugin_holder;  // keeps plugin/app alive
+  isolation::CgroupLimits worker_limits;  // each worker leaf
+  std::string fingerprint;                // what its config was made of (reload)
+  std::vector<int> rolling;               // workers still to replace in a rolling restart
+  bool retired = false;                   // removed by a reload; stops and stays stopped
   std::vector<std::unique_ptr<Process>> processes;
 };
 

@@ -94,6 +94,20 @@ class Supervisor::Impl {
   Status write_nginx_conf();
   Status setup_event_loop();
 
+  std::unique_ptr<Group> make_group(const std::shared_ptr<const images::PluginConfig>& plugin,
+                                    const images::AppConfig& app);
+  Status prepare_group(Group& group);
+
+  // Changes while running: replace (restart, max_age), stop/start on request, reload.
+  void replace_process(Process& process, const std::string& reason);
+  void restart_group(Group& group);
+  void hold_group(Group& group);
+  void release_group(Group& group);
+  nlohmann::json reload();
+  std::vector<Group*> find_groups(const std::string& target, std::string& error);
+  void on_draining_exit(Process& process, pid_t pid);
+  std::string leaf_of(const Process& process) const;
+
   // Process life cycle.
   void start_process(Process& process);
   Result<isolation::Spawned> launch(Process& process, isolation::SpawnSpec& spec);
@@ -124,6 +138,8 @@ class Supervisor::Impl {
   static int on_signal(sd_event_source*, const struct signalfd_siginfo* info, void* data);
   static int on_control_io(sd_event_source*, int, uint32_t, void* data);
   static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
+  static int on_drain_timer(sd_event_source*, uint64_t, void* data);
+  static int on_age_timer(sd_event_source*, uint64_t, void* data);
 
   Impl* self(Process& process) { return static_cast<Impl*>(process.supervisor); }
   Status add_timer(EventSource& slot, std::uint64_t delay_us, Process& process);
@@ -166,16 +182,6 @@ Status Supervisor::Impl::prepare() {
   }
   m_lock = std::move(*lock);
 
-  auto nginx_binary = nginx::find_nginx();
-  if (!nginx_binary) {
-    return nginx_binary.error();
-  }
-  m_nginx_binary = *nginx_binary;
-
-  if (auto st = check_port(); !st) {
-    return st;
-  }
-
   std::string user = nginx_worker_user(m_options.front);
   if (!user.empty()) {
     struct passwd* pw = ::getpwnam(user.c_str());
@@ -208,6 +214,16 @@ Status Supervisor::Impl::prepare() {
     return st.error().with_context("cleaning up after an earlier run");
   }
 
+  auto nginx_binary = nginx::find_nginx();
+  if (!nginx_binary) {
+    return nginx_binary.error();
+  }
+  m_nginx_binary = *nginx_binary;
+
+  if (auto st = check_port(); !st) {
+    return st;
+  }
+
   // nginx's temp paths must be writable by its workers; sockets reachable by them only.
   std::string nginx_tmp = home.tmp_dir() + "/nginx";
   if (auto st = make_dirs(nginx_tmp, 0700); !st) {
@@ -225,21 +241,8 @@ Status Supervisor::Impl::prepare() {
 
   build_groups();
   for (auto& group : m_groups) {
-    if (group->kind == Group::Kind::Nginx) {
-      continue;
-    }
-    Status st = prepare_group_cgroup(*group);
-    if (st) {
-      st = prepare_group_sandbox(*group);
-    }
-    for (auto& process : group->processes) {
-      if (st && group->kind == Group::Kind::App) {
-        st = open_worker_socket(*process);
-      }
-    }
-    if (!st) {
-      group->error = st.error().describe();
-      m_log.error(group->label + " will not start: " + group->error);
+    if (group->kind != Group::Kind::Nginx) {
+      (void)prepare_group(*group);
     }
   }
   if (auto st = prepare_group_cgroup(*m_nginx); !st) {
@@ -279,41 +282,58 @@ Status Supervisor::Impl::check_port() const {
   return {};
 }
 
+std::unique_ptr<Group> Supervisor::Impl::make_group(
+    const std::shared_ptr<const images::PluginConfig>& plugin, const images::AppConfig& app) {
+  const Home& home = m_options.home;
+  bool is_app = app.kind == images::AppConfig::Kind::App;
+  auto group = std::make_unique<Group>();
+  group->kind = is_app ? Group::Kind::App : Group::Kind::Daemon;
+  group->plugin_holder = plugin;
+  group->plugin = plugin.get();
+  group->app = &app;
+  group->fingerprint = plugin_fingerprint(home, *plugin);
+  group->label = plugin->name + "/" + (is_app ? app.name : app.section);
+  group->cgroup = app_cgroup(home, *plugin, app);
+  group->log_path = home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin->name + "_" +
+                    app.name + ".log";
+  group->limits.memory_max = app.memory_max;
+  group->limits.memory_high = app.memory_high;
+  group->limits.swap_max = app.swap_max;
+  group->limits.pids_max = app.pids_max;
+  group->limits.cpu_weight = app.cpu_weight;
+  group->limits.cpu_max = app.cpu_max;
+  if (app.worker_memory_max) {
+    group->worker_limits.memory_max = app.worker_memory_max;
+    group->worker_limits.swap_max = app.swap_max;
+  }
+  for (int wid = 1; wid <= app.numprocesses; ++wid) {
+    auto process = std::make_unique<Process>();
+    process->supervisor = this;
+    process->group = group.get();
+    process->wid = wid;
+    process->cgroup = leaf_of(*process);
+    if (is_app) {
+      process->socket_path = worker_socket_path(home, plugin->name, app.name, wid);
+    }
+    group->processes.push_back(std::move(process));
+  }
+  return group;
+}
+
+std::string Supervisor::Impl::leaf_of(const Process& process) const {
+  return process.group->cgroup + "/w" + std::to_string(process.wid) +
+         (process.generation % 2 == 0 ? "" : "b");
+}
+
 void Supervisor::Impl::build_groups() {
   const Home& home = m_options.home;
   std::string root = home.cgroup_root();
   for (const auto& plugin : m_plugins) {
-    for (const auto& app : plugin.apps) {
-      bool is_app = app.kind == images::AppConfig::Kind::App;
-      if (app.numprocesses <= 0) {
-        continue;
+    auto holder = std::make_shared<const images::PluginConfig>(plugin);
+    for (const auto& app : holder->apps) {
+      if (app.numprocesses > 0) {
+        m_groups.push_back(make_group(holder, app));
       }
-      auto group = std::make_unique<Group>();
-      group->kind = is_app ? Group::Kind::App : Group::Kind::Daemon;
-      group->plugin = &plugin;
-      group->app = &app;
-      group->label = plugin.name + "/" + (is_app ? app.name : app.section);
-      group->cgroup = app_cgroup(home, plugin, app);
-      group->log_path = home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin.name +
-                        "_" + app.name + ".log";
-      group->limits.memory_max = app.memory_max;
-      group->limits.memory_high = app.memory_high;
-      group->limits.swap_max = app.swap_max;
-      group->limits.pids_max = app.pids_max;
-      group->limits.cpu_weight = app.cpu_weight;
-      group->limits.cpu_max = app.cpu_max;
-      for (int wid = 1; wid <= app.numprocesses; ++wid) {
-        auto process = std::make_unique<Process>();
-        process->supervisor = this;
-        process->group = group.get();
-        process->wid = wid;
-        process->cgroup = group->cgroup + "/w" + std::to_string(wid);
-        if (is_app) {
-          process->socket_path = worker_socket_path(home, plugin.name, app.name, wid);
-        }
-        group->processes.push_back(std::move(process));
-      }
-      m_groups.push_back(std::move(group));
     }
   }
   auto nginx = std::make_unique<Group>();
@@ -330,17 +350,31 @@ void Supervisor::Impl::build_groups() {
   m_groups.push_back(std::move(nginx));
 }
 
+// Cgroup with limits, sandbox, sockets: everything a group needs before its first start.
+// On failure the group keeps the error and does not start; the others are unaffected.
+Status Supervisor::Impl::prepare_group(Group& group) {
+  Status st = prepare_group_cgroup(group);
+  if (st) {
+    st = prepare_group_sandbox(group);
+  }
+  for (auto& process : group.processes) {
+    if (st && group.kind == Group::Kind::App) {
+      st = open_worker_socket(*process);
+    }
+  }
+  if (!st) {
+    group.error = st.error().describe();
+    m_log.error(group.label + " will not start: " + group.error);
+  }
+  return st;
+}
+
 Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
   if (auto st = m_cgroups->create(group.cgroup, group.limits); !st) {
     return st.error().with_context("applying the limits of " + group.label);
   }
-  isolation::CgroupLimits worker_limits;
-  if (group.app && group.app->worker_memory_max) {
-    worker_limits.memory_max = group.app->worker_memory_max;
-    worker_limits.swap_max = group.app->swap_max;
-  }
   for (auto& process : group.processes) {
-    if (auto st = m_cgroups->create(process->cgroup, worker_limits); !st) {
+    if (auto st = m_cgroups->create(process->cgroup, group.worker_limits); !st) {
       return st.error().with_context("applying the limits of " + group.label + " worker " +
                                      std::to_string(process->wid));
     }
@@ -589,7 +623,12 @@ Result<isolation::Spawned> Supervisor::Impl::launch(Process& process,
 
 void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   Group& group = *process.group;
+  if (info->si_pid != process.pid) {
+    on_draining_exit(process, info->si_pid);
+    return;
+  }
   process.child_watch.reset();
+  process.age_timer.reset();
   process.probe_watch.reset();
   process.probe_fd.reset();
   process.timer.reset();
@@ -604,7 +643,8 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   if (auto st = m_cgroups->kill_all(process.cgroup, 2000); !st) {
     m_log.error(group.label + ": " + st.error().describe());
   }
-  bool expected = m_shutting_down || process.state == ProcessState::Stopping;
+  bool expected = m_shutting_down || process.held || group.retired ||
+                  process.state == ProcessState::Stopping;
   m_log.info(fmt::format("{} worker {} exited ({}){}", group.label, process.wid, reason,
                          expected ? "" : ", restarting"));
   if (expected) {
@@ -717,6 +757,23 @@ void Supervisor::Impl::probe_readable(Process& process) {
 void Supervisor::Impl::mark_ready(Process& process) {
   process.ready = true;
   process.state = ProcessState::Running;
+  Group& group = *process.group;
+  if (group.app && group.app->max_age > 0) {
+    // Jitter so that workers started together are not all recycled together.
+    std::uint64_t age = static_cast<std::uint64_t>(group.app->max_age) * k_usec_per_sec;
+    std::uint64_t jitter = (static_cast<std::uint64_t>(::random()) % 1000) * age / 5000;
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, age + jitter, 1000000,
+                                   on_age_timer, &process) >= 0) {
+      process.age_timer = EventSource(source);
+    }
+  }
+  if (!group.rolling.empty() && group.rolling.front() == process.wid) {
+    group.rolling.erase(group.rolling.begin());
+    if (!group.rolling.empty()) {
+      replace_process(*group.processes[static_cast<size_t>(group.rolling.front() - 1)], "restart");
+    }
+  }
   m_log.info(fmt::format("{} worker {} ready ({} ms)", process.group->label, process.wid,
                          (now_us() - process.started_us) / 1000));
   check_startup(false);
@@ -755,6 +812,278 @@ void Supervisor::Impl::check_startup(bool deadline_passed) {
   if (m_options.on_ready) {
     m_options.on_ready(failed);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Changes while running
+
+// Starts a new incarnation of the worker on the same listening socket, in the other cgroup
+// leaf, and sends the old one its stop signal: the old one stops accepting and finishes its
+// requests while the new one takes the connections (queued in the socket's backlog meanwhile).
+void Supervisor::Impl::replace_process(Process& process, const std::string& reason) {
+  Group& group = *process.group;
+  if (m_shutting_down || process.held || group.retired) {
+    return;
+  }
+  if (process.state != ProcessState::Running && process.state != ProcessState::Starting) {
+    if (process.state == ProcessState::Backoff || process.state == ProcessState::Stopped ||
+        process.state == ProcessState::Failed) {
+      process.timer.reset();
+      process.failures_in_a_row = 0;
+      start_process(process);
+    }
+    return;
+  }
+  int next_generation = process.generation + 1;
+  std::string next_leaf = group.cgroup + "/w" + std::to_string(process.wid) +
+                          (next_generation % 2 == 0 ? "" : "b");
+  for (const auto& old : process.draining) {
+    if (old->cgroup == next_leaf) {
+      m_log.warn(fmt::format("{} worker {}: still draining its previous incarnation, {} waits",
+                             group.label, process.wid, reason));
+      return;
+    }
+  }
+  if (auto st = m_cgroups->create(next_leaf, group.worker_limits); !st) {
+    m_log.error(group.label + ": " + st.error().describe());
+    return;
+  }
+  auto old = std::make_unique<Draining>();
+  old->process = &process;
+  old->pid = process.pid;
+  old->cgroup = process.cgroup;
+  old->child_watch = std::move(process.child_watch);
+  int grace = group.app ? group.app->graceful_timeout : k_nginx_grace_s;
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
+                                 static_cast<std::uint64_t>(grace) * k_usec_per_sec, 1000,
+                                 on_drain_timer, old.get()) >= 0) {
+    old->kill_timer = EventSource(source);
+  }
+  ::kill(old->pid, group.app ? group.app->smart_stop_signal : SIGTERM);
+  m_log.info(fmt::format("{} worker {}: replacing pid {} ({})", group.label, process.wid,
+                         old->pid, reason));
+  process.draining.push_back(std::move(old));
+  process.timer.reset();
+  process.probe_watch.reset();
+  process.probe_fd.reset();
+  process.age_timer.reset();
+  process.generation = next_generation;
+  process.cgroup = next_leaf;
+  process.state = ProcessState::Stopped;
+  start_process(process);
+}
+
+void Supervisor::Impl::on_draining_exit(Process& process, pid_t pid) {
+  auto& list = process.draining;
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if ((*it)->pid == pid) {
+      (void)m_cgroups->kill_all((*it)->cgroup, 2000);
+      m_log.info(fmt::format("{} worker {}: previous pid {} finished", process.group->label,
+                             process.wid, pid));
+      list.erase(it);
+      break;
+    }
+  }
+  continue_shutdown();
+}
+
+// Rolling: one worker at a time, the next once the previous one's replacement is ready.
+void Supervisor::Impl::restart_group(Group& group) {
+  group.rolling.clear();
+  for (auto& process : group.processes) {
+    process->held = false;
+    group.rolling.push_back(process->wid);
+  }
+  if (!group.rolling.empty()) {
+    replace_process(*group.processes.front(), "restart");
+  }
+}
+
+void Supervisor::Impl::hold_group(Group& group) {
+  group.rolling.clear();
+  for (auto& process : group.processes) {
+    process->held = true;
+    // No listener left: nginx gets "connection refused" at once (502) instead of waiting in
+    // a backlog nobody will accept from.
+    process->listen_fd.reset();
+    process->age_timer.reset();
+    stop_process(*process, group.app->smart_stop_signal, group.app->graceful_timeout);
+  }
+}
+
+void Supervisor::Impl::release_group(Group& group) {
+  for (auto& process : group.processes) {
+    process->held = false;
+    if (group.kind == Group::Kind::App && !process->listen_fd) {
+      if (auto st = open_worker_socket(*process); !st) {
+        process->last_error = st.error().describe();
+        m_log.error(group.label + ": " + process->last_error);
+        continue;
+      }
+    }
+    if (process->state == ProcessState::Stopped || process->state == ProcessState::Failed) {
+      process->failures_in_a_row = 0;
+      start_process(*process);
+    }
+  }
+}
+
+std::vector<Group*> Supervisor::Impl::find_groups(const std::string& target, std::string& error) {
+  auto slash = target.find('/');
+  std::string plugin = target.substr(0, slash);
+  std::string app = slash == std::string::npos ? "" : target.substr(slash + 1);
+  std::vector<Group*> found;
+  for (auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx || group->retired || group->plugin->name != plugin) {
+      continue;
+    }
+    if (app.empty() || group->app->name == app || group->app->section == app) {
+      found.push_back(group.get());
+    }
+  }
+  if (found.empty()) {
+    error = "no running plugin or app matches '" + target + "' (see `mfserv ps`)";
+  }
+  return found;
+}
+
+// Re-reads every plugin; restarts (rolling) only the apps whose plugin config changed,
+// starts new ones, stops removed ones, and reloads nginx only if its config changed.
+nlohmann::json Supervisor::Impl::reload() {
+  const Home& home = m_options.home;
+  auto report = images::load_plugins(home.plugins_dir(), home.load_options());
+  nlohmann::json diagnostics = nlohmann::json::array();
+  for (const auto& diagnostic : report.diagnostics) {
+    diagnostics.push_back(diagnostic.describe());
+    m_log.warn("reload: " + diagnostic.describe());
+  }
+  std::vector<std::unique_ptr<Group>> added;
+  std::vector<Group*> to_restart;
+  std::vector<Group*> to_retire;
+  std::vector<std::shared_ptr<const images::PluginConfig>> holders;
+  for (const auto& plugin : report.plugins) {
+    holders.push_back(std::make_shared<const images::PluginConfig>(plugin));
+  }
+  auto find_app = [&](const std::string& plugin, const std::string& section)
+      -> std::pair<std::shared_ptr<const images::PluginConfig>, const images::AppConfig*> {
+    for (const auto& holder : holders) {
+      if (holder->name != plugin) {
+        continue;
+      }
+      for (const auto& app : holder->apps) {
+        if (app.section == section && app.numprocesses > 0) {
+          return {holder, &app};
+        }
+      }
+    }
+    return {nullptr, nullptr};
+  };
+  for (auto& group : m_groups) {
+    if (group->kind == Group::Kind::Nginx || group->retired) {
+      continue;
+    }
+    auto [holder, app] = find_app(group->plugin->name, group->app->section);
+    if (!app || app->numprocesses != group->app->numprocesses || app->kind != group->app->kind) {
+      to_retire.push_back(group.get());
+      continue;
+    }
+    std::string fingerprint = plugin_fingerprint(home, *holder);
+    if (fingerprint == group->fingerprint) {
+      continue;
+    }
+    // Same shape, new config: the group keeps its sockets and takes the new settings.
+    auto replacement = make_group(holder, *app);
+    group->plugin_holder = holder;
+    group->plugin = holder.get();
+    group->app = app;
+    group->fingerprint = fingerprint;
+    group->limits = replacement->limits;
+    group->worker_limits = replacement->worker_limits;
+    group->error.clear();
+    Status st = m_cgroups->create(group->cgroup, group->limits);
+    if (st) {
+      st = prepare_group_sandbox(*group);
+    }
+    if (!st) {
+      group->error = st.error().describe();
+      m_log.error("reload: " + group->label + ": " + group->error);
+      continue;
+    }
+    to_restart.push_back(group.get());
+  }
+  for (const auto& holder : holders) {
+    for (const auto& app : holder->apps) {
+      if (app.numprocesses <= 0) {
+        continue;
+      }
+      bool exists = false;
+      for (auto& group : m_groups) {
+        if (group->kind != Group::Kind::Nginx && !group->retired &&
+            std::find(to_retire.begin(), to_retire.end(), group.get()) == to_retire.end() &&
+            group->plugin->name == holder->name && group->app->section == app.section) {
+          exists = true;
+        }
+      }
+      if (!exists) {
+        added.push_back(make_group(holder, app));
+      }
+    }
+  }
+  // Retired groups give their socket paths up (a new group may bind the same ones).
+  for (Group* group : to_retire) {
+    group->retired = true;
+    for (auto& process : group->processes) {
+      process->socket_path.clear();
+    }
+  }
+  for (auto& group : added) {
+    (void)prepare_group(*group);
+  }
+  m_plugins = report.plugins;
+  auto st = write_nginx_conf();
+  if (!st) {
+    m_log.error("reload: " + st.error().describe());
+  } else if (m_nginx->processes.front()->pid > 0) {
+    ::kill(m_nginx->processes.front()->pid, SIGHUP);
+  }
+  for (Group* group : to_retire) {
+    m_log.info("reload: stopping " + group->label);
+    for (auto& process : group->processes) {
+      process->age_timer.reset();
+      stop_process(*process, group->app->smart_stop_signal, group->app->graceful_timeout);
+    }
+  }
+  nlohmann::json started = nlohmann::json::array();
+  for (auto& group : added) {
+    Group* raw = group.get();
+    m_groups.insert(m_groups.end() - 1, std::move(group));  // nginx stays last
+    started.push_back(raw->label);
+    if (raw->error.empty()) {
+      for (auto& process : raw->processes) {
+        start_process(*process);
+      }
+    }
+  }
+  nlohmann::json restarted = nlohmann::json::array();
+  for (Group* group : to_restart) {
+    restarted.push_back(group->label);
+    m_log.info("reload: restarting " + group->label);
+    restart_group(*group);
+  }
+  nlohmann::json stopped = nlohmann::json::array();
+  for (Group* group : to_retire) {
+    stopped.push_back(group->label);
+  }
+  nlohmann::json answer = {{"ok", st.ok()},
+                           {"started", started},
+                           {"restarted", restarted},
+                           {"stopped", stopped},
+                           {"diagnostics", diagnostics}};
+  if (!st) {
+    answer["error"] = st.error().describe() + " (nginx keeps its previous configuration)";
+  }
+  return answer;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -810,7 +1139,7 @@ void Supervisor::Impl::continue_shutdown() {
     }
     for (const auto& process : group->processes) {
       if (process->state == ProcessState::Stopping || process->state == ProcessState::Starting ||
-          process->state == ProcessState::Running) {
+          process->state == ProcessState::Running || !process->draining.empty()) {
         return;
       }
     }
@@ -835,9 +1164,15 @@ void Supervisor::Impl::cleanup() {
       process->timer.reset();
       process->probe_watch.reset();
       process->child_watch.reset();
+      for (auto& old : process->draining) {
+        old->child_watch.reset();
+        old->kill_timer.reset();
+      }
       if (process->listen_fd) {
         process->listen_fd.reset();
-        ::unlink(process->socket_path.c_str());
+        if (!process->socket_path.empty()) {
+          ::unlink(process->socket_path.c_str());
+        }
       }
     }
   }
@@ -870,7 +1205,8 @@ void Supervisor::Impl::on_control_connection() {
     answer = handle_request(*request);
   }
   control_write_answer(fd.get(), answer);
-  if (request && request->value("cmd", "") == "stop") {
+  if (request && request->is_object() && request->value("cmd", "") == "stop" &&
+      request->value("target", "").empty()) {
     begin_shutdown("stop requested");
   }
 }
@@ -882,8 +1218,31 @@ nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
     answer["ok"] = true;
     return answer;
   }
-  if (cmd == "stop") {
+  std::string target = request.is_object() ? request.value("target", "") : "";
+  if (cmd == "stop" && target.empty()) {
     return {{"ok", true}, {"pid", ::getpid()}};
+  }
+  if (cmd == "reload") {
+    return reload();
+  }
+  if (cmd == "stop" || cmd == "start" || cmd == "restart") {
+    std::string error;
+    auto groups = find_groups(target, error);
+    if (groups.empty()) {
+      return {{"ok", false}, {"error", error}};
+    }
+    nlohmann::json labels = nlohmann::json::array();
+    for (Group* group : groups) {
+      labels.push_back(group->label);
+      if (cmd == "stop") {
+        hold_group(*group);
+      } else if (cmd == "start") {
+        release_group(*group);
+      } else {
+        restart_group(*group);
+      }
+    }
+    return {{"ok", true}, {"groups", labels}};
   }
   return {{"ok", false}, {"error", "unknown command '" + cmd + "'"}};
 }
@@ -896,6 +1255,9 @@ nlohmann::json Supervisor::Impl::ps_json() {
   nlohmann::json nginx;
   std::uint64_t now = now_us();
   for (const auto& group : m_groups) {
+    if (group->retired) {
+      continue;
+    }
     auto group_usage = m_cgroups->usage(group->cgroup);
     for (const auto& process : group->processes) {
       auto usage = m_cgroups->usage(process->cgroup);
@@ -910,6 +1272,9 @@ nlohmann::json Supervisor::Impl::ps_json() {
           {"state", to_string(process->state)},
           {"uptime_s", process->pid > 0 ? (now - process->started_us) / k_usec_per_sec : 0},
           {"restarts", process->restarts},
+          {"crash_loop", process->failures_in_a_row >= k_failures_before_failed_start},
+          {"held", process->held},
+          {"draining", process->draining.size()},
           {"last_exit", process->last_exit},
           {"error", process->last_error},
           {"memory_current", optional_number(usage.memory_current)},
@@ -980,7 +1345,10 @@ int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo*
                                 void* data) {
   auto& impl = *static_cast<Impl*>(data);
   if (info->ssi_signo == SIGHUP) {
-    impl.m_log.warn("SIGHUP: configuration reload is not implemented yet; nothing changed");
+    if (!impl.m_shutting_down) {
+      impl.m_log.info("SIGHUP: reloading");
+      (void)impl.reload();
+    }
     return 0;
   }
   if (impl.m_shutting_down && info->ssi_signo == SIGINT) {
@@ -1001,6 +1369,24 @@ int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo*
 
 int Supervisor::Impl::on_control_io(sd_event_source*, int, uint32_t, void* data) {
   static_cast<Impl*>(data)->on_control_connection();
+  return 0;
+}
+
+int Supervisor::Impl::on_drain_timer(sd_event_source*, uint64_t, void* data) {
+  auto& old = *static_cast<Draining*>(data);
+  Impl& impl = *static_cast<Impl*>(old.process->supervisor);
+  impl.m_log.warn(fmt::format("{} worker {}: previous pid {} still running after its grace "
+                              "period: killing it",
+                              old.process->group->label, old.process->wid, old.pid));
+  old.kill_timer.reset();
+  (void)impl.m_cgroups->kill_all(old.cgroup, 2000);
+  return 0;
+}
+
+int Supervisor::Impl::on_age_timer(sd_event_source*, uint64_t, void* data) {
+  auto& process = *static_cast<Process*>(data);
+  process.age_timer.reset();
+  static_cast<Impl*>(process.supervisor)->replace_process(process, "max_age");
   return 0;
 }
 

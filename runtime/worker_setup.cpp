@@ -1,5 +1,7 @@
 #include "runtime/worker_setup.hpp"
 
+#include "util/fs.hpp"
+
 namespace mfserv::runtime {
 
 std::string plugin_var_dir(const Home& home, const images::PluginConfig& plugin) {
@@ -59,6 +61,19 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
   spec.writable = app.writable_paths;
   spec.writable.push_back(plugin_var_dir(home, plugin));
   return spec;
+}
+
+std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin) {
+  std::string text = plugin.dir + "\n";
+  std::vector<std::string> files{plugin.dir + "/config.ini"};
+  for (const auto& dir : home.load_options().override_dirs) {
+    files.push_back(dir + "/" + plugin.name + ".ini");
+  }
+  for (const auto& file : files) {
+    auto content = read_file(file);
+    text += file + "\n" + (content ? *content : std::string("-")) + "\n";
+  }
+  return text;
 }
 
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,

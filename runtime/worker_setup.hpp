@@ -28,6 +28,10 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app);
 
+// Changes whenever what makes the plugin's config changes: its folder, its config.ini and its
+// override files. A reload restarts the apps of plugins whose fingerprint changed.
+std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin);
+
 // The app's cgroup, relative to the hierarchy root.
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
                        const images::AppConfig& app);

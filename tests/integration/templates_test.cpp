@@ -59,9 +59,8 @@ TEST_CASE("each web template answers through nginx after build and install",
   if (template_name == "static") {
     CHECK(http_get(port, "/" + name + "/main/static/site.css").status == 200);
   } else {
-    CHECK(http_get(port, "/" + name + "/main/some/path").body.find("path /" + name +
-                                                                   "/main/some/path") !=
-          std::string::npos);
+    CHECK(http_get(port, "/" + name + "/main/some/path")
+              .body.find("path /" + name + "/main/some/path") != std::string::npos);
   }
 
   // While it runs, installs say when they apply.

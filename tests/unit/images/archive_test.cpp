@@ -165,8 +165,8 @@ class HandArchive {
     }
     std::vector<Entry> entries = m_entries;
     if (m_with_files_json) {
-      entries.push_back({"metwork_plugin/.files.json", AE_IFREG, 0644,
-                         af::render_files_json(manifest), "", ""});
+      entries.push_back(
+          {"metwork_plugin/.files.json", AE_IFREG, 0644, af::render_files_json(manifest), "", ""});
     }
     af::ArchiveWriter writer(archive_write_new());
     REQUIRE(archive_write_add_filter_gzip(writer.get()) == ARCHIVE_OK);
@@ -334,7 +334,8 @@ TEST_CASE("archive: build, install and load round trip", "[images][archive]") {
   auto listed = mfserv::images::list_installed(home.plugins, {});
   REQUIRE(listed.size() == 1);
   CHECK_FALSE(listed[0].dev_link);
-  const std::string rebuilt = build_into(target, home.tmp / "again", BuildOptions{1700000000, "builder"});
+  const std::string rebuilt =
+      build_into(target, home.tmp / "again", BuildOptions{1700000000, "builder"});
   CHECK(slurp(rebuilt) == slurp(file));
 }
 
@@ -350,8 +351,8 @@ TEST_CASE("archive: two builds of the same folder are byte-identical", "[images]
   const std::string second = build_into(dir, tmp / "two");
   CHECK(slurp(first) == slurp(second));
   const auto first_names = entry_names(first);
-  CHECK(std::find(first_names.begin(), first_names.end(),
-                  "metwork_plugin/" + deep + "/index.js") != first_names.end());
+  CHECK(std::find(first_names.begin(), first_names.end(), "metwork_plugin/" + deep + "/index.js") !=
+        first_names.end());
 
   // The date is the newest file's, so the archive changes only when the input does.
   auto newest = fs::last_write_time(tmp / "src/demo/config.ini");
@@ -401,7 +402,8 @@ TEST_CASE("archive: .releaseignore rules", "[images][archive][releaseignore]") {
   CHECK_FALSE(ignore.ignored("config.ini", false));
 }
 
-TEST_CASE("archive: build leaves out what .releaseignore names", "[images][archive][releaseignore]") {
+TEST_CASE("archive: build leaves out what .releaseignore names",
+          "[images][archive][releaseignore]") {
   Home home;
   const std::string dir = write_source(home.tmp, "demo", "1.0.0");
   home.tmp.write("src/demo/.releaseignore", "*.pyc\n__pycache__/\n/notes.txt\n.git/\n");
@@ -468,8 +470,8 @@ TEST_CASE("archive: hostile archives are refused and change nothing (C16)",
           "[images][archive][c16]") {
   Home home;
   // Something installed already, and a dev link: neither may change.
-  REQUIRE(install_plugin_archive(HandArchive().plugin("other", "1.0.0").write(home.tmp / "o.plugin"),
-                                 home.options())
+  REQUIRE(install_plugin_archive(
+              HandArchive().plugin("other", "1.0.0").write(home.tmp / "o.plugin"), home.options())
               .ok());
   home.tmp.write("src/dev/config.ini", config("1.0.0"));
   REQUIRE(mfserv::images::develop(home.plugins, home.tmp / "src/dev", {}).ok());
@@ -535,8 +537,9 @@ TEST_CASE("archive: hostile archives are refused and change nothing (C16)",
     expected = "outside metwork_plugin/";
   }
   SECTION("file not listed in .files.json") {
-    archive.plugin("evil", "1.0.0").file("metwork_plugin/extra.py", "x").unlisted(
-        "metwork_plugin/extra.py");
+    archive.plugin("evil", "1.0.0")
+        .file("metwork_plugin/extra.py", "x")
+        .unlisted("metwork_plugin/extra.py");
     expected = "not listed in .files.json";
   }
   SECTION("checksum mismatch") {
@@ -603,11 +606,10 @@ TEST_CASE("archive: what is not a .plugin archive is refused", "[images][archive
   CHECK(mfserv::list_dir(home.plugins).empty());
 }
 
-TEST_CASE("archive: a failed install of version 2 leaves version 1 in place",
-          "[images][archive]") {
+TEST_CASE("archive: a failed install of version 2 leaves version 1 in place", "[images][archive]") {
   Home home;
-  REQUIRE(install_plugin_archive(HandArchive().plugin("demo", "1.0.0").write(home.tmp / "v1.plugin"),
-                                 home.options())
+  REQUIRE(install_plugin_archive(
+              HandArchive().plugin("demo", "1.0.0").write(home.tmp / "v1.plugin"), home.options())
               .ok());
   const auto before = snapshot(home.plugins);
   HandArchive v2;
@@ -788,16 +790,14 @@ TEST_CASE("archive: entry path and link target rules", "[images][archive][c16]")
 TEST_CASE("archive: .files.json parsing refuses what it cannot check", "[images][archive]") {
   CHECK_FALSE(af::parse_files_json("{}").ok());
   CHECK_FALSE(af::parse_files_json("[{\"path\": \"a\"}]").ok());
-  CHECK_FALSE(af::parse_files_json(
-                  R"([{"path": "../a", "size": 1, "mode": "0644", "sha256": ")" +
-                  std::string(64, 'a') + "\"}]")
+  CHECK_FALSE(af::parse_files_json(R"([{"path": "../a", "size": 1, "mode": "0644", "sha256": ")" +
+                                   std::string(64, 'a') + "\"}]")
                   .ok());
-  CHECK_FALSE(af::parse_files_json(
-                  R"([{"path": "a", "size": 1, "mode": "0644", "sha256": "xyz"}])")
-                  .ok());
-  const std::string good = R"({"path": "a", "size": 1, "mode": "0644", "sha256": ")" +
-                           std::string(64, 'a') + "\"}";
+  CHECK_FALSE(
+      af::parse_files_json(R"([{"path": "a", "size": 1, "mode": "0644", "sha256": "xyz"}])").ok());
+  const std::string good =
+      R"({"path": "a", "size": 1, "mode": "0644", "sha256": ")" + std::string(64, 'a') + "\"}";
   CHECK(af::parse_files_json("[" + good + "]").ok());
-  CHECK_FALSE(af::parse_files_json("[" + good + "," + good + "]").ok());  // twice
+  CHECK_FALSE(af::parse_files_json("[" + good + "," + good + "]").ok());           // twice
   CHECK_FALSE(af::parse_files_json("[" + good + ", \"metwork_plugin/b\"]").ok());  // mixed
 }

@@ -158,6 +158,7 @@ inline std::vector<GoldenCase> golden_cases(const std::string& root) {
     GoldenCase c{"front_settings", golden_front(root), {}};
     c.front.port = 8080;
     c.front.user = "www-data";
+    c.front.group = "www-data";
     c.front.worker_processes = 4;
     c.front.client_max_body_size = "1g";
     c.front.client_timeout = 30;

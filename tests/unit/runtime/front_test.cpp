@@ -42,5 +42,13 @@ TEST_CASE("front_config applies the settings", "[runtime][front]") {
   CHECK(front.accept_incoming_request_id);
   CHECK(front.log_format == mfserv::nginx::LogFormat::combined);
   CHECK(front.user == "nobody");
+  CHECK(front.group == mfserv::runtime::nginx_worker_group("nobody"));
+  CHECK_FALSE(front.group.empty());
   CHECK(mfserv::nginx::model_problems(front, {}).empty());
+}
+
+TEST_CASE("nginx_worker_group is the user's primary group", "[runtime][front]") {
+  CHECK(mfserv::runtime::nginx_worker_group("root") == "root");
+  CHECK(mfserv::runtime::nginx_worker_group("").empty());
+  CHECK(mfserv::runtime::nginx_worker_group("no-such-user-mfserv").empty());
 }

@@ -34,7 +34,7 @@ constexpr int k_workers_per_app = 2;
 constexpr double k_target_ms = 1000.0;
 
 double now_ms() {
-  struct timespec ts{};
+  struct timespec ts {};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
@@ -190,9 +190,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("nginx front generation (settings + plugins -> model -> nginx.conf text),\n"
-              "%d apps per plugin, %d workers per app, median of %d runs\n\n",
-              k_apps_per_plugin, k_workers_per_app, runs);
+  std::printf(
+      "nginx front generation (settings + plugins -> model -> nginx.conf text),\n"
+      "%d apps per plugin, %d workers per app, median of %d runs\n\n",
+      k_apps_per_plugin, k_workers_per_app, runs);
   std::printf("  %7s %6s %9s %9s %9s\n", "plugins", "apps", "ms", "us/app", "KiB");
   std::vector<double> per_app;
   for (int plugins : {100, 500, 1000}) {
@@ -262,7 +263,8 @@ int main(int argc, char** argv) {
               generate(home, settings, plugins).size() / 1024, runs);
   std::printf("  %-54s %9s\n", "step", "ms");
   std::printf("  %-54s %9.1f\n", "generation", median(generation));
-  std::printf("  %-54s %9.1f\n", "nginx -t on a temporary file + atomic rename", median(validation));
+  std::printf("  %-54s %9.1f\n", "nginx -t on a temporary file + atomic rename",
+              median(validation));
   std::printf("  %-54s %9.1f\n", "reload: SIGHUP until a new worker answers /__health",
               median(reload));
   std::printf("  %-54s %9.1f\n", "total", total_ms);
@@ -270,7 +272,8 @@ int main(int argc, char** argv) {
               total_ms < k_target_ms ? "within target" : "OVER TARGET");
 
   const std::string warnings = read_file(error_log).ok() ? *read_file(error_log) : "";
-  if (warnings.find("[warn]") != std::string::npos || warnings.find("[emerg]") != std::string::npos) {
+  if (warnings.find("[warn]") != std::string::npos ||
+      warnings.find("[emerg]") != std::string::npos) {
     std::printf("\nnginx complained, see %s:\n%s", error_log.c_str(), warnings.c_str());
   }
   std::error_code ignored;

@@ -29,17 +29,19 @@ struct CgroupLimits {
 
 // What `mfserv check` reports about the host's cgroups (see CgroupBackend::check).
 struct CgroupCheck {
-  std::string layout;          // "v2" (unified), "hybrid" (v1 controllers + a cgroup2 mount), "v1"
+  std::string layout;          // "v2" (unified), "hybrid" (v1 + a cgroup2 mount), "v1"
   std::string backend;         // "v2" | "v1": the backend mfserv uses
   std::string hierarchy_root;  // the cgroup2 mount, or the v1 memory controller's mount
   std::string own_cgroup;      // this process's cgroup in that hierarchy (/proc/self/cgroup)
   std::string base;            // where mfserv's cgroups go, as display_path("") shows it
   bool delegated = false;      // v2: base is a cgroup delegated to us (systemd Delegate=yes)
-  std::string delegation_source;  // "user.delegate xattr", "MFSERV_CGROUP_DELEGATED=1", ...
+  // How delegation was recognised: "user.delegate xattr", "MFSERV_CGROUP_DELEGATED=1", ...
+  std::string delegation_source;
   std::vector<std::string> controllers;  // of memory, pids, cpu, freezer: usable below base
   std::vector<std::string> missing;      // of memory, pids, cpu: not usable (limits will fail)
-  bool swap_limit = false;  // memory.swap.max (v2) / memory.memsw.limit_in_bytes (v1) exists
-  bool kill_file = false;   // cgroup.kill (v2, Linux 5.14+); else freeze + kill each pid
+  // memory.swap.max (v2) / memory.memsw.limit_in_bytes (v1) exists: swap_max is enforced.
+  bool swap_limit = false;
+  bool kill_file = false;          // cgroup.kill (v2, Linux 5.14+); else freeze + kill each pid
   std::vector<std::string> notes;  // one line each, for humans
 };
 

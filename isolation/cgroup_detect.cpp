@@ -53,7 +53,7 @@ void drain_oom_watch(int fd) {
 }
 
 static bool is_cgroup2(const std::string& path) {
-  struct statfs fs{};
+  struct statfs fs {};
   return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
 }
 
@@ -117,8 +117,9 @@ Result<std::unique_ptr<CgroupBackend>> detect_cgroups() {
   }
   char* memory_mount = nullptr;
   if (cgroup_get_subsys_mount_point("memory", &memory_mount) != 0 || memory_mount == nullptr) {
-    return Error("no cgroup memory controller is mounted on this host; mfserv needs it to "
-                 "enforce memory_max (see `mfserv check`)");
+    return Error(
+        "no cgroup memory controller is mounted on this host; mfserv needs it to "
+        "enforce memory_max (see `mfserv check`)");
   }
   std::string memory_path = memory_mount;
   std::free(memory_mount);

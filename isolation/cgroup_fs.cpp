@@ -19,7 +19,7 @@ constexpr int k_transient_busy_ms = 1000;
 void collect_dirs(const std::string& dir, std::vector<std::string>& out) {
   for (const auto& name : list_dir(dir)) {
     std::string child = dir + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (::lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       collect_dirs(child, out);
     }
@@ -29,7 +29,7 @@ void collect_dirs(const std::string& dir, std::vector<std::string>& out) {
 
 bool has_child_cgroup(const std::string& dir) {
   for (const auto& name : list_dir(dir)) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       return true;
     }

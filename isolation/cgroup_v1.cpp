@@ -142,8 +142,7 @@ class V1Backend final : public CgroupBackend {
     if (!control) {
       return Error::from_errno("opening " + memory_dir + "/memory.oom_control");
     }
-    std::string registration =
-        std::to_string(event.get()) + " " + std::to_string(control.get());
+    std::string registration = std::to_string(event.get()) + " " + std::to_string(control.get());
     if (auto st = write_control(memory_dir, "cgroup.event_control", registration); !st) {
       return st.error().with_context("registering an OOM eventfd");
     }
@@ -170,12 +169,14 @@ class V1Backend final : public CgroupBackend {
     }
     report.swap_limit = path_exists(memory_mount + "/memory.memsw.limit_in_bytes");
     if (!report.swap_limit) {
-      report.notes.push_back("no memory.memsw.* (swap accounting off: swapaccount=1 on the "
-                             "kernel command line): swap_max cannot be enforced");
+      report.notes.push_back(
+          "no memory.memsw.* (swap accounting off: swapaccount=1 on the "
+          "kernel command line): swap_max cannot be enforced");
     }
     if (m_mounts.count("freezer") == 0) {
-      report.notes.push_back("no v1 freezer: stopping a cgroup kills pid by pid without "
-                             "freezing, a fast forker may need several rounds");
+      report.notes.push_back(
+          "no v1 freezer: stopping a cgroup kills pid by pid without "
+          "freezing, a fast forker may need several rounds");
     }
     return report;
   }

@@ -57,7 +57,7 @@ std::vector<std::string> controllers_needed(const CgroupLimits& limits) {
 }
 
 bool kernel_at_least(int major, int minor) {
-  struct utsname name{};
+  struct utsname name {};
   if (::uname(&name) != 0) {
     return false;
   }
@@ -81,8 +81,8 @@ class V2Backend final : public CgroupBackend {
 
   std::string describe() const override {
     auto controllers = read_file(m_base_dir + "/cgroup.controllers");
-    std::string text = "cgroup v2 at " + m_mount + " (controllers: " +
-                       (controllers ? trim(*controllers) : "?") + ")";
+    std::string text = "cgroup v2 at " + m_mount +
+                       " (controllers: " + (controllers ? trim(*controllers) : "?") + ")";
     if (m_base.delegated) {
       text += ", delegated base " + display_path("") + " (" + m_base.source + ")";
     }
@@ -253,8 +253,9 @@ class V2Backend final : public CgroupBackend {
                              report.base + ": limits that need it will stop their app");
     }
     if (!report.swap_limit) {
-      report.notes.push_back("no memory.swap.max (swapaccount=0 or a kernel without swap): "
-                             "swap_max cannot be enforced");
+      report.notes.push_back(
+          "no memory.swap.max (swapaccount=0 or a kernel without swap): "
+          "swap_max cannot be enforced");
     }
     return report;
   }
@@ -285,7 +286,8 @@ class V2Backend final : public CgroupBackend {
       if (!contains(available, controller)) {
         std::string hint = path == m_base_dir && m_base.delegated
                                ? "; the manager that delegated it must enable it in the "
-                                 "parent (systemd: Delegate=" + controller + ")"
+                                 "parent (systemd: Delegate=" +
+                                     controller + ")"
                                : "";
         return Error("the " + controller + " controller is not available in " + path +
                      " (cgroup.controllers: " + join_words(available) + ")" + hint);

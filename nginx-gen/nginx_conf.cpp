@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -25,12 +26,16 @@ constexpr int k_worker_connections = 4096;
 constexpr int k_worker_rlimit_nofile = 2 * k_worker_connections + 1024;
 constexpr int k_upstream_keepalive = 16;
 // nginx reads a configuration token into a 4096-byte buffer ("too long parameter" beyond,
-// NGX_CONF_BUFFER in src/core/ngx_conf_file.c): longer strings are cut into pieces this long
-// before quoting, which at most doubles them.
-constexpr size_t k_max_string_piece = 1800;
+// NGX_CONF_BUFFER in src/core/ngx_conf_file.c): a long string is set in pieces of at most
+// this many bytes once quoted, then joined.
+constexpr size_t k_max_quoted_piece = 3900;
+// /__upstream_status pieces hold this many parts of the JSON (its head, an upstream each, its
+// tail): cut by count rather than by size, the text's shape does not depend on path lengths.
+constexpr size_t k_parts_per_piece = 8;
 // How many "$piece" references one `set` joins, well under the same 4096 bytes.
 constexpr size_t k_max_joined_pieces = 100;
 constexpr std::string_view k_upstream_status_variable = "$mfserv_upstream_status";
+constexpr std::string_view k_piece_variable = "$mfserv_us";  // short: see the variables hash
 constexpr size_t k_builtin_variables = 256;
 // Up to this many `set` variables nginx's default variables_hash_max_size (1024) is enough.
 constexpr size_t k_variables_default_hash_fits = 64;
@@ -287,11 +292,10 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
     }
     return a.kind == Location::Kind::regex && a.specificity > b.specificity;
   });
-  std::vector<std::pair<std::string, std::string>> claimed;  // match, owner
+  std::unordered_map<std::string, std::string> claimed;  // match -> owner
   bool first = true;
   for (const Location& location : locations) {
-    auto previous = std::find_if(claimed.begin(), claimed.end(),
-                                 [&](const auto& claim) { return claim.first == location.match; });
+    auto previous = claimed.find(location.match);
     const bool duplicate = previous != claimed.end();
     if (duplicate && (location.owner.empty() || location.owner == previous->second)) {
       continue;
@@ -305,7 +309,7 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
                   ": already routed to " + previous->second);
       continue;
     }
-    claimed.emplace_back(location.match, location.owner);
+    claimed.emplace(location.match, location.owner);
     writer.open("location " + location.match);
     for (const std::string& line : location.body) {
       writer.line(line);
@@ -316,38 +320,92 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
 
 std::vector<std::string> upstream_status_parts(const std::vector<AppRoute>& apps);
 
-// `set` lines that leave the concatenation of PARTS (no '$' in them) in VARIABLE, each token
-// short enough for nginx's parser: one `set` per part (a part longer than
-// k_max_string_piece is cut), then joins of at most k_max_joined_pieces, until one is left.
-// Cutting at the parts, not every N bytes, keeps the text's shape independent of path lengths.
-void write_long_string(ConfWriter& writer, std::string_view variable,
-                       const std::vector<std::string>& parts) {
-  std::vector<std::string> level;
-  for (const std::string& part : parts) {
-    for (size_t start = 0; start < part.size(); start += k_max_string_piece) {
-      const std::string name = fmt::format("{}_{}", variable, level.size() + 1);
-      writer.line("set " + name + " " +
-                  nginx_single_quoted(std::string_view(part).substr(start, k_max_string_piece)) +
-                  ";");
-      level.push_back(name);
-    }
-  }
-  for (int depth = 2; level.size() != 1; ++depth) {
-    std::vector<std::string> joined;
-    for (size_t first = 0; first < level.size(); first += k_max_joined_pieces) {
-      const size_t last = std::min(level.size(), first + k_max_joined_pieces);
-      std::string value;
-      for (size_t i = first; i < last; ++i) {
-        value += level[i];
+// The body of /__upstream_status in parts: the JSON and a final newline.
+std::vector<std::string> upstream_status_body_parts(const std::vector<AppRoute>& apps) {
+  std::vector<std::string> parts = upstream_status_parts(apps);
+  parts.back() += "\n";
+  return parts;
+}
+
+// How many bytes C takes in an nginx quoted string (see nginx_single_quoted).
+size_t quoted_width(char c) {
+  return std::string_view("\\'\n\r\t").find(c) == std::string_view::npos ? 1 : 2;
+}
+
+// PARTS regrouped into the pieces of a long string: k_parts_per_piece parts each, a group
+// that would be longer than k_max_quoted_piece once quoted cut where it reaches that size.
+std::vector<std::string> string_pieces(const std::vector<std::string>& parts) {
+  std::vector<std::string> pieces;
+  for (size_t first = 0; first < parts.size(); first += k_parts_per_piece) {
+    std::string piece;
+    size_t quoted = 0;
+    for (size_t i = first; i < std::min(parts.size(), first + k_parts_per_piece); ++i) {
+      for (char c : parts[i]) {
+        if (quoted + quoted_width(c) > k_max_quoted_piece) {
+          pieces.push_back(std::move(piece));
+          piece.clear();
+          quoted = 0;
+        }
+        piece += c;
+        quoted += quoted_width(c);
       }
-      const std::string name =
-          last - first == level.size()
-              ? std::string(variable)
-              : fmt::format("{}_{}_{}", variable, depth, joined.size() + 1);
-      writer.line("set " + name + " \"" + value + "\";");
-      joined.push_back(name);
     }
-    level = std::move(joined);
+    pieces.push_back(std::move(piece));
+  }
+  return pieces;
+}
+
+// The names of the variables joining COUNT pieces, level by level; the last one is the
+// whole string. Empty when there is one piece (it is set to the whole string directly).
+std::vector<std::vector<std::string>> join_levels(size_t count) {
+  std::vector<std::vector<std::string>> levels;
+  for (size_t depth = 2; count > 1; ++depth) {
+    const size_t joins = (count + k_max_joined_pieces - 1) / k_max_joined_pieces;
+    std::vector<std::string> names;
+    for (size_t n = 1; n <= joins; ++n) {
+      names.push_back(joins == 1 ? std::string(k_upstream_status_variable)
+                                 : fmt::format("{}_j{}_{}", k_piece_variable, depth, n));
+    }
+    levels.push_back(std::move(names));
+    count = joins;
+  }
+  return levels;
+}
+
+// How many variables the `set` lines of /__upstream_status declare.
+size_t upstream_status_variables(const std::vector<AppRoute>& apps) {
+  const size_t pieces = string_pieces(upstream_status_body_parts(apps)).size();
+  size_t variables = pieces;
+  for (const auto& level : join_levels(pieces)) {
+    variables += level.size();
+  }
+  return variables;
+}
+
+// `set` lines that leave the concatenation of PARTS (no '$' in them) in
+// $mfserv_upstream_status, each token short enough for nginx's parser.
+void write_upstream_status_variable(ConfWriter& writer, const std::vector<std::string>& parts) {
+  const std::vector<std::string> pieces = string_pieces(parts);
+  if (pieces.size() == 1) {
+    writer.line("set " + std::string(k_upstream_status_variable) + " " +
+                nginx_single_quoted(pieces.front()) + ";");
+    return;
+  }
+  std::vector<std::string> previous;
+  for (const std::string& piece : pieces) {
+    previous.push_back(fmt::format("{}_{}", k_piece_variable, previous.size() + 1));
+    writer.line("set " + previous.back() + " " + nginx_single_quoted(piece) + ";");
+  }
+  for (const std::vector<std::string>& level : join_levels(pieces.size())) {
+    for (size_t n = 0; n < level.size(); ++n) {
+      std::string value;
+      for (size_t i = n * k_max_joined_pieces;
+           i < std::min(previous.size(), (n + 1) * k_max_joined_pieces); ++i) {
+        value += previous[i];
+      }
+      writer.line("set " + level[n] + " \"" + value + "\";");
+    }
+    previous = level;
   }
 }
 
@@ -359,9 +417,7 @@ void write_upstream_status_location(ConfWriter& writer, const std::vector<AppRou
   writer.line("return 403;");
   writer.close();
   writer.line("default_type application/json;");
-  std::vector<std::string> parts = upstream_status_parts(apps);
-  parts.back() += "\n";
-  write_long_string(writer, k_upstream_status_variable, parts);
+  write_upstream_status_variable(writer, upstream_status_body_parts(apps));
   writer.line("return 200 " + std::string(k_upstream_status_variable) + ";");
   writer.close();
   writer.blank();
@@ -466,15 +522,6 @@ void write_main(ConfWriter& writer, const FrontConfig& front) {
   writer.blank();
 }
 
-// How many variables the `set` pieces of /__upstream_status declare (write_long_string).
-size_t upstream_status_variables(const std::vector<AppRoute>& apps) {
-  size_t pieces = 0;
-  for (const std::string& part : upstream_status_parts(apps)) {
-    pieces += std::max<size_t>(1, (part.size() + k_max_string_piece - 1) / k_max_string_piece);
-  }
-  return pieces + pieces / k_max_joined_pieces + 1;
-}
-
 void write_http_settings(ConfWriter& writer, const FrontConfig& front,
                          const std::vector<AppRoute>& apps) {
   if (!front.mime_types.empty()) {
@@ -503,9 +550,11 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front,
   writer.blank();
 
   if (front.accept_incoming_request_id) {
+    // Only an id that is a plain token is kept: it goes to the app, back to the client and
+    // into the log, so anything longer or stranger is replaced like a missing one.
     writer.open("map $http_x_request_id $mfserv_request_id");
-    writer.line("\"\" $request_id;");
-    writer.line("default $http_x_request_id;");
+    writer.line("\"~^[A-Za-z0-9._~:+/=-]{1,128}$\" $http_x_request_id;");
+    writer.line("default $request_id;");
     writer.close();
   }
   // The Host the client sent, port included, so the app builds correct URLs; HTTP/1.0
@@ -686,8 +735,8 @@ std::vector<std::string> model_problems(const FrontConfig& front,
   };
 
   if (front.client_timeout <= 0) {
-    problems.push_back(fmt::format("client_timeout {} is not a positive number of seconds",
-                                   front.client_timeout));
+    problems.push_back(
+        fmt::format("client_timeout {} is not a positive number of seconds", front.client_timeout));
   }
   if (front.port < 1 || front.port > 65535) {
     problems.push_back(fmt::format("port {} is out of range 1-65535", front.port));

@@ -56,7 +56,8 @@ struct FrontConfig {
   int client_timeout = 60;
   LogFormat log_format = LogFormat::json;
   // Keep a client's X-Request-Id instead of generating one (MFSERV's
-  // accept_incoming_request_id_header); a missing or empty header still gets a fresh id.
+  // accept_incoming_request_id_header) when it is 1 to 128 of [A-Za-z0-9._~:+/=-]; a missing,
+  // empty or other header still gets a fresh id.
   bool accept_incoming_request_id = false;
 };
 
@@ -88,8 +89,8 @@ std::string upstream_name(const std::string& plugin, const std::string& app);
 std::string upstream_status_json(const std::vector<AppRoute>& apps);
 
 // TEXT as one nginx single-quoted token ('...', with '\\', '\'', newline, CR and tab
-// escaped) that nginx's parser turns back into TEXT byte for byte. TEXT must not contain '$': nginx would expand
-// it as a variable in a `return` or `set` value.
+// escaped) that nginx's parser turns back into TEXT byte for byte. TEXT must not contain '$': nginx
+// would expand it as a variable in a `return` or `set` value.
 std::string nginx_single_quoted(std::string_view text);
 
 }  // namespace mfserv::nginx

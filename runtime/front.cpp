@@ -24,10 +24,9 @@ std::string nginx_worker_user(const FrontSettings& settings) {
   return ::getpwnam("www-data") ? "www-data" : "nobody";
 }
 
-std::string worker_socket_path(const Home& home, const std::string& plugin,
-                               const std::string& app, int wid) {
-  return home.sockets_dir() + "/app_" + plugin + "_" + app + "_" + std::to_string(wid) +
-         ".socket";
+std::string worker_socket_path(const Home& home, const std::string& plugin, const std::string& app,
+                               int wid) {
+  return home.sockets_dir() + "/app_" + plugin + "_" + app + "_" + std::to_string(wid) + ".socket";
 }
 
 std::string nginx_worker_group(const std::string& user) {

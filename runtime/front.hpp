@@ -45,8 +45,8 @@ int default_worker_processes();
 std::string default_hostname();
 
 // The unix socket of worker WID (1-based) of an app, MFSERV's naming.
-std::string worker_socket_path(const Home& home, const std::string& plugin,
-                               const std::string& app, int wid);
+std::string worker_socket_path(const Home& home, const std::string& plugin, const std::string& app,
+                               int wid);
 
 nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings);
 std::vector<nginx::AppRoute> front_routes(const Home& home,

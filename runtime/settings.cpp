@@ -169,9 +169,9 @@ Result<FrontSettings> parse_settings(std::string_view text, const std::string& f
   std::vector<images::Diagnostic> problems = doc.diagnostics;
   for (const images::IniSection& section : doc.sections) {
     if (section.name != k_nginx_section) {
-      problems.push_back(diagnostic_at(file, section.line, "",
-                                       "unknown section [" + section.name +
-                                           "]: mfserv.ini has only [nginx]"));
+      problems.push_back(
+          diagnostic_at(file, section.line, "",
+                        "unknown section [" + section.name + "]: mfserv.ini has only [nginx]"));
     }
   }
   std::vector<std::string_view> names;
@@ -198,9 +198,9 @@ Result<FrontSettings> parse_settings(std::string_view text, const std::string& f
       continue;
     }
     if (auto status = key->set(settings, entry.value); !status) {
-      problems.push_back(diagnostic_at(file, entry.line, where,
-                                       "invalid value " + images::quote_value(entry.value) +
-                                           ": " + status.error().message()));
+      problems.push_back(diagnostic_at(
+          file, entry.line, where,
+          "invalid value " + images::quote_value(entry.value) + ": " + status.error().message()));
     }
   }
   if (!problems.empty()) {

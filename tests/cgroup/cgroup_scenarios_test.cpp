@@ -48,7 +48,9 @@ std::string env_or(const char* name, const std::string& fallback) {
   return value != nullptr && *value != '\0' ? std::string(value) : fallback;
 }
 
-bool must_run() { return env_or("MFSERV_TESTS_MUST_RUN", "") == "1"; }
+bool must_run() {
+  return env_or("MFSERV_TESTS_MUST_RUN", "") == "1";
+}
 
 std::string program(const std::string& name) {
   return env_or("MFSERV_TEST_PROGRAMS_DIR", MFSERV_CGROUP_PROGRAMS_DIR) + "/" + name;
@@ -70,8 +72,8 @@ std::string text_of(const std::string& path) {
 
 // The cgroup mounts as the kernel lists them (the test does not trust the backend for this).
 struct Mounts {
-  std::string v2;                                // cgroup2 mount holding the memory controller
-  std::map<std::string, std::string> v1;         // controller -> v1 mount
+  std::string v2;                         // cgroup2 mount holding the memory controller
+  std::map<std::string, std::string> v1;  // controller -> v1 mount
 };
 
 Mounts read_mounts() {
@@ -149,7 +151,7 @@ std::string read_line(int fd, int timeout_ms) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    struct pollfd p{fd, POLLIN, 0};
+    pollfd p = {fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
       return "";
     }
@@ -180,11 +182,11 @@ bool eventually(const std::function<bool()>& condition, int timeout_ms) {
   return true;
 }
 
-#define REQUIRE_OK(expr)                                           \
-  do {                                                             \
-    auto status_ = (expr);                                         \
+#define REQUIRE_OK(expr)                                                \
+  do {                                                                  \
+    auto status_ = (expr);                                              \
     INFO(#expr << ": " << (status_ ? "" : status_.error().describe())); \
-    REQUIRE(status_.ok());                                         \
+    REQUIRE(status_.ok());                                              \
   } while (false)
 
 class CgroupFixture {
@@ -406,8 +408,9 @@ TEST_CASE_METHOD(CgroupFixture, "a limit that cannot be applied is an error", "[
       std::string parent = kdir("", rel("memory-only"));
       REQUIRE(::mkdir((parent + "/base").c_str(), 0755) == 0);
       REQUIRE_OK(write_control(parent, "cgroup.subtree_control", "+memory"));
-      without_pids = make_v2_backend(
-          read_mounts().v2, V2Base{cg().display_path(rel("memory-only/base")).substr(1), false, ""});
+      without_pids =
+          make_v2_backend(read_mounts().v2,
+                          V2Base{cg().display_path(rel("memory-only/base")).substr(1), false, ""});
       CgroupLimits memory_only;
       memory_only.memory_max = 16 * k_mib;
       REQUIRE_OK(without_pids->create("app", memory_only));
@@ -481,7 +484,7 @@ TEST_CASE_METHOD(CgroupFixture, "an OOM kill in a worker leaf is counted in the 
   INFO("hog output: " << read_line(hog.out.get(), 100));
   REQUIRE(killed_by_sigkill(status));
 
-  struct pollfd p{watch->get(), POLLIN, 0};
+  pollfd p = {watch->get(), POLLIN, 0};
   CHECK(::poll(&p, 1, 5000) == 1);
   drain_oom_watch(watch->get());
   // v1 signals the eventfd as the memcg enters OOM, just before the kill is counted.
@@ -490,8 +493,7 @@ TEST_CASE_METHOD(CgroupFixture, "an OOM kill in a worker leaf is counted in the 
   if (v2()) {
     CHECK_THAT(kfile("", rel("app"), "memory.events"), Catch::Contains("oom_kill 1"));
   } else {
-    CHECK_THAT(kfile("memory", rel("app/w1"), "memory.oom_control"),
-               Catch::Contains("oom_kill 1"));
+    CHECK_THAT(kfile("memory", rel("app/w1"), "memory.oom_control"), Catch::Contains("oom_kill 1"));
   }
   CHECK(cg().pids(rel("app")).empty());
 }
@@ -515,7 +517,7 @@ TEST_CASE_METHOD(CgroupFixture,
   REQUIRE(read_line(daemon.out.get(), k_wait_ms) == "child exited");
   REQUIRE(grandchild > 0);
   CHECK(::getsid(grandchild) != ::getsid(0));  // another session: a group kill misses it
-  CHECK(cg().pids(rel("app")).size() == 8);   // forker + 5, double_forker + grandchild
+  CHECK(cg().pids(rel("app")).size() == 8);    // forker + 5, double_forker + grandchild
 
   REQUIRE_OK(cg().kill_all(rel("app"), 5000));
   CHECK(cg().pids(rel("app")).empty());
@@ -558,8 +560,7 @@ TEST_CASE_METHOD(CgroupFixture, "remove leaves nothing behind", "[cgroup]") {
   }
 }
 
-TEST_CASE_METHOD(CgroupFixture, "leftovers of a crashed run are killed and removed",
-                 "[cgroup]") {
+TEST_CASE_METHOD(CgroupFixture, "leftovers of a crashed run are killed and removed", "[cgroup]") {
   if (!ready()) {
     return;
   }
@@ -701,7 +702,8 @@ TEST_CASE_METHOD(CgroupFixture, "a delegated base: the supervisor's leaf, nothin
   std::string parent = report.base.substr(0, report.base.rfind('/'));
   REQUIRE_FALSE(parent.empty());
   auto snapshot = [&] {
-    std::string text = "parent subtree_control: " + text_of(mount + parent + "/cgroup.subtree_control");
+    std::string text =
+        "parent subtree_control: " + text_of(mount + parent + "/cgroup.subtree_control");
     text += "\nroot subtree_control: " + text_of(mount + "/cgroup.subtree_control");
     for (const auto& name : list_dir(mount + parent)) {
       text += "\n" + name;

@@ -45,7 +45,7 @@ std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
 // One HTTP exchange with 127.0.0.1:PORT: REQUEST is sent as is, from the local address
 // SOURCE (another loopback address than 127.0.0.1 stands for a client that is not local).
 HttpResponse http_exchange(int port, const std::string& request, const char* source = "127.0.0.1",
-                      int timeout_ms = 10000) {
+                           int timeout_ms = 10000) {
   HttpResponse response;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in local{};
@@ -100,7 +100,8 @@ HttpResponse http_exchange(int port, const std::string& request, const char* sou
 
 HttpResponse get(int port, const std::string& path, const std::string& headers = "",
                  const std::string& host = "localhost") {
-  return http_exchange(port, "GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\n" + headers + "\r\n");
+  return http_exchange(port,
+                       "GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\n" + headers + "\r\n");
 }
 
 // What the testapp answered (its JSON), or null when the answer was not the testapp's.
@@ -121,8 +122,8 @@ std::string answered_by(const HttpResponse& response) {
 // The access log's JSON lines.
 std::vector<nlohmann::json> access_log(const TempHome& home) {
   std::vector<nlohmann::json> lines;
-  for (const std::string& line : mfserv::split(read_text(home.path() + "/log/nginx_access.log"),
-                                               '\n')) {
+  for (const std::string& line :
+       mfserv::split(read_text(home.path() + "/log/nginx_access.log"), '\n')) {
     if (!line.empty()) {
       lines.push_back(nlohmann::json::parse(line));
     }
@@ -172,9 +173,12 @@ TEST_CASE("every routing mode answers through nginx and a real worker",
 
   SECTION("prefix, plugin prefix and extra routes, C12 included") {
     const std::vector<std::pair<std::string, std::string>> routes = {
-        {"/routes/main/x?q=1", "routes/main"}, {"/routes/main", "routes/main"},
-        {"/routes/x", "routes/main"},          {"/routes/api/x", "routes/api"},
-        {"/v1.0/x", "routes/api"},             {"/anything/else", "routes/api"},
+        {"/routes/main/x?q=1", "routes/main"},
+        {"/routes/main", "routes/main"},
+        {"/routes/x", "routes/main"},
+        {"/routes/api/x", "routes/api"},
+        {"/v1.0/x", "routes/api"},
+        {"/anything/else", "routes/api"},
         {"/", "routes/api"}};
     for (const auto& [path, app] : routes) {
       INFO(path);
@@ -255,8 +259,8 @@ TEST_CASE("C13 end to end: static files for every app prefix and static prefix",
       CHECK(css.status == 200);
       CHECK(css.body == "pages-css\n");
       // The plugin's config.ini, beside the static folder, never leaks.
-      for (const char* escape : {"/..%2F..%2Fconfig.ini", "/%2e%2e/%2e%2e/config.ini",
-                                 "/../../config.ini"}) {
+      for (const char* escape :
+           {"/..%2F..%2Fconfig.ini", "/%2e%2e/%2e%2e/config.ini", "/../../config.ini"}) {
         INFO(escape);
         CHECK(get(port, std::string(base) + static_prefix + escape).body.find("[general]") ==
               std::string::npos);
@@ -349,8 +353,8 @@ TEST_CASE("/__health, /status and /__upstream_status; /__health is 503 while sto
   REQUIRE(json["upstreams"][0]["servers"].size() == 2);
   for (int wid = 1; wid <= 2; ++wid) {
     const std::string socket = json["upstreams"][0]["servers"][wid - 1]["address"];
-    CHECK(socket == "unix:" + home.path() + "/run/sockets/app_alpha_main_" +
-                        std::to_string(wid) + ".socket");
+    CHECK(socket ==
+          "unix:" + home.path() + "/run/sockets/app_alpha_main_" + std::to_string(wid) + ".socket");
     CHECK(fs::is_socket(socket.substr(5)));
   }
 
@@ -402,8 +406,9 @@ TEST_CASE("mfserv.ini reaches nginx; --port overrides its port; a bad file stops
           std::string::npos);
     CHECK(conf.find("client_body_timeout 7s;") != std::string::npos);
     // client_max_body_size: nginx refuses a larger body itself.
-    auto too_big = http_exchange(port, "POST /alpha/main/ HTTP/1.0\r\nContent-Length: 2048\r\n\r\n" +
-                                      std::string(2048, 'x'));
+    auto too_big =
+        http_exchange(port, "POST /alpha/main/ HTTP/1.0\r\nContent-Length: 2048\r\n\r\n" +
+                                std::string(2048, 'x'));
     CHECK(too_big.status == 413);
     CHECK(home.stop().exit_code == 0);
     // log_format = combined: Apache-style lines, not JSON.
@@ -413,8 +418,9 @@ TEST_CASE("mfserv.ini reaches nginx; --port overrides its port; a bad file stops
   }
 
   SECTION("a bad mfserv.ini stops run and nginx-conf with file, line and key") {
-    write_settings(home, "[nginx]\nport = 8080\nclient_max_body_size = 1m; include /etc/shadow\n"
-                         "colour = blue\n");
+    write_settings(home,
+                   "[nginx]\nport = 8080\nclient_max_body_size = 1m; include /etc/shadow\n"
+                   "colour = blue\n");
     auto started = home.start(port);
     CHECK(started.exit_code == 1);
     const std::string file = home.path() + "/config/mfserv.ini";
@@ -479,10 +485,9 @@ TEST_CASE("hostile plugin names and config values are refused at load time; the 
   for (size_t i = 0; i < bad_values.size(); ++i) {
     const auto& [key, value] = bad_values[i];
     const std::string dir = plugins + "evil" + std::to_string(i);
-    write_text(dir + "/config.ini", k_general + "[app_main]\n_cmd_and_args = " +
-                                        testapp_command() +
-                                        "\nnumprocesses = 1\ngraceful_timeout = 5\n" + key +
-                                        " = " + value + "\n");
+    write_text(dir + "/config.ini", k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
+                                        "\nnumprocesses = 1\ngraceful_timeout = 5\n" + key + " = " +
+                                        value + "\n");
     write_text(dir + "/outside.conf", "return 200 evil;\n");
   }
 
@@ -515,35 +520,70 @@ TEST_CASE("hostile plugin names and config values are refused at load time; the 
   CHECK(home.stop().exit_code == 0);
 }
 
-TEST_CASE("C15: a fragment nginx rejects stops run with nginx's error quoted",
+TEST_CASE("C15: a fragment nginx rejects is refused with nginx's error quoted",
           "[integration][root][nginx][C15]") {
   if (!require_root()) {
     return;
   }
   // The fragment is a valid path to a file, so images/ accepts it; only `nginx -t` can judge
-  // its content. mfserv then refuses to start rather than run nginx without that plugin's
-  // routes: the supervisor validates the whole configuration once (runtime/supervisor.cpp).
+  // its content, and it judges the whole configuration: mfserv cannot drop just that plugin
+  // without the supervisor's help, so the change is refused as a whole.
   TempHome home;
   home.add_plugin("good", testapp_plugin(1));
   const int port = free_port();
-  start_or_fail(home, port);
-  CHECK(home.stop().exit_code == 0);
   const std::string conf_path = home.path() + "/run/nginx.conf";
-  const std::string last_good = read_text(conf_path);
-  REQUIRE_FALSE(last_good.empty());
+  const std::string fragment = "# a plugin fragment\nproxy_pass_header_typo X-Foo;\n";
 
-  const std::string dir =
-      home.add_plugin("broken", testapp_plugin(1, "_extra_nginx_conf_filename = extra.conf\n"),
-                      {{"extra.conf", "# a plugin fragment\nproxy_pass_header_typo X-Foo;\n"}});
-  auto started = home.start(port);
-  INFO(started.err);
-  CHECK(started.exit_code == 1);
-  CHECK(started.err.find("nginx -t rejected") != std::string::npos);
-  CHECK(started.err.find("unknown directive \"proxy_pass_header_typo\" in " + dir +
-                         "/extra.conf:2") != std::string::npos);
-  // Nothing was started and the last configuration nginx accepted is still in place.
-  CHECK(processes_mentioning(home.path()).empty());
-  CHECK(get(port, "/__health").status == 0);
-  CHECK(read_text(conf_path) == last_good);
-  CHECK_FALSE(fs::exists(conf_path + ".new"));
+  SECTION("at start: run fails and starts nothing") {
+    start_or_fail(home, port);
+    CHECK(home.stop().exit_code == 0);
+    const std::string last_good = read_text(conf_path);
+    REQUIRE_FALSE(last_good.empty());
+
+    const std::string dir =
+        home.add_plugin("broken", testapp_plugin(1, "_extra_nginx_conf_filename = extra.conf\n"),
+                        {{"extra.conf", fragment}});
+    auto started = home.start(port);
+    INFO(started.err);
+    CHECK(started.exit_code == 1);
+    CHECK(started.err.find("nginx -t rejected") != std::string::npos);
+    CHECK(started.err.find("unknown directive \"proxy_pass_header_typo\" in " + dir +
+                           "/extra.conf:2") != std::string::npos);
+    // Nothing was started and the last configuration nginx accepted is still in place.
+    CHECK(processes_mentioning(home.path()).empty());
+    CHECK(get(port, "/__health").status == 0);
+    CHECK(read_text(conf_path) == last_good);
+    CHECK_FALSE(fs::exists(conf_path + ".new"));
+  }
+
+  SECTION("at reload: the running nginx keeps its configuration and serves") {
+    start_or_fail(home, port);
+    const std::string last_good = read_text(conf_path);
+    const std::string dir =
+        home.add_plugin("broken", testapp_plugin(1, "_extra_nginx_conf_filename = extra.conf\n"),
+                        {{"extra.conf", fragment}});
+    auto reloaded = run_mfserv({home.home_arg(), "reload"});
+    INFO(reloaded.out << reloaded.err);
+    CHECK(reloaded.exit_code == 1);
+    CHECK(reloaded.err.find("unknown directive \"proxy_pass_header_typo\" in " + dir +
+                            "/extra.conf:2") != std::string::npos);
+    CHECK(reloaded.err.find("nginx keeps its previous configuration") != std::string::npos);
+    CHECK(read_text(conf_path) == last_good);
+    CHECK(answered_by(get(port, "/good/main/")) == "good/main");
+    CHECK(get(port, "/__health").status == 200);
+    CHECK(get(port, "/broken/main/").status == 404);
+
+    // Once the fragment is fixed, the next reload routes the plugin.
+    write_text(dir + "/extra.conf", "# a plugin fragment\nadd_header X-Fragment yes always;\n");
+    auto fixed = run_mfserv({home.home_arg(), "reload"});
+    INFO(fixed.out << fixed.err);
+    CHECK(fixed.exit_code == 0);
+    CHECK(
+        wait_until([&] { return answered_by(get(port, "/broken/main/")) == "broken/main"; }, 10s));
+    auto with_fragment = get(port, "/broken/main/");
+    CHECK(with_fragment.headers["x-fragment"] == "yes");
+    CHECK(is_hex_id(with_fragment.headers["x-request-id"]));  // our headers survive it
+    CHECK(answered_by(get(port, "/good/main/")) == "good/main");
+    CHECK(home.stop().exit_code == 0);
+  }
 }

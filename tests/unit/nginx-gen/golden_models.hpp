@@ -167,7 +167,8 @@ inline std::vector<GoldenCase> golden_cases(const std::string& root) {
     cases.push_back(c);
   }
   {
-    // /__upstream_status lists the upstreams (one `set` piece each), not the static sites.
+    // /__upstream_status lists the upstreams, not the static sites; past 8 parts (its head,
+    // then one per upstream) the JSON is set in pieces, then joined.
     GoldenCase c{"upstream_status", golden_front(root), {}};
     AppRoute api = golden_app(root, "api", "main", 3);
     api.timeout = 300;
@@ -175,6 +176,11 @@ inline std::vector<GoldenCase> golden_cases(const std::string& root) {
     AppRoute site = golden_app(root, "site", "main", 0);
     site.static_url_prefix = "";
     c.apps = {api, admin, site};
+    for (int i = 1; i <= 7; ++i) {
+      AppRoute service = golden_app(root, "service" + std::to_string(i), "main", 1);
+      service.static_routing = false;
+      c.apps.push_back(service);
+    }
     cases.push_back(c);
   }
   return cases;

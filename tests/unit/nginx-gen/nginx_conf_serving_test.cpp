@@ -260,10 +260,23 @@ TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen
     CHECK(kept.body.find("x-request-id=client-chosen\n") != std::string::npos);
     auto fresh = testing::http_get(port, "/foo/main/x");
     CHECK(fresh.header("X-Request-Id").size() == 32);
+    // Anything but a plain token of at most 128 characters is replaced.
+    for (const std::string& odd : {std::string("two words"), std::string("a\"quote"),
+                                   std::string("semi;colon"), std::string(129, 'x')}) {
+      INFO(odd);
+      auto replaced = testing::http_request(port, "GET", "/foo/main/x", "localhost",
+                                            "X-Request-Id: " + odd + "\r\n");
+      CHECK(replaced.header("X-Request-Id").size() == 32);
+      CHECK(replaced.body.find("x-request-id=" + replaced.header("X-Request-Id") + "\n") !=
+            std::string::npos);
+    }
+    auto longest = testing::http_request(port, "GET", "/foo/main/x", "localhost",
+                                         "X-Request-Id: " + std::string(128, 'y') + "\r\n");
+    CHECK(longest.header("X-Request-Id") == std::string(128, 'y'));
   }
 }
 
-TEST_CASE("a /__upstream_status of 600 upstreams passes nginx -t and is served whole",
+TEST_CASE("a /__upstream_status of 1000 upstreams passes nginx -t and is served whole",
           "[nginx-gen][nginx]") {
   const std::string nginx = testing::nginx_or_skip();
   if (nginx.empty()) {
@@ -273,10 +286,10 @@ TEST_CASE("a /__upstream_status of 600 upstreams passes nginx -t and is served w
   const int port = testing::free_port();
   const FrontConfig front = test_front(tmp.path(), port);
   std::vector<AppRoute> apps;
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     apps.push_back(testing::golden_app(tmp.path(), "plugin" + std::to_string(i), "main", 2));
   }
-  apps.push_back(testing::golden_app(tmp.path(), "crowded", "main", 60));
+  apps.push_back(testing::golden_app(tmp.path(), "crowded", "main", 100));
   write_conf(render(front, apps), tmp.path());
   auto valid = mfserv::nginx::validate(nginx, tmp.path() + "/nginx.conf", front.error_log);
   INFO((valid.ok() ? std::string("valid") : valid.error().describe()));
@@ -285,7 +298,10 @@ TEST_CASE("a /__upstream_status of 600 upstreams passes nginx -t and is served w
   auto upstreams = testing::http_get(port, "/__upstream_status");
   CHECK(upstreams.status == 200);
   CHECK(upstreams.body == mfserv::nginx::upstream_status_json(apps) + "\n");
-  CHECK(nlohmann::json::parse(upstreams.body)["upstreams"].size() == 601);
+  CHECK(nlohmann::json::parse(upstreams.body)["upstreams"].size() == 1001);
+  running.stop();
+  // No "could not build optimal variables_hash" or any other complaint.
+  CHECK(running.error_log_text().find("[warn]") == std::string::npos);
 }
 
 TEST_CASE("nginx_single_quoted gives nginx back the text byte for byte", "[nginx-gen][nginx]") {

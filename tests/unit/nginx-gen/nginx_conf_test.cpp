@@ -334,13 +334,12 @@ TEST_CASE("nginx_single_quoted escapes what nginx's parser undoes", "[nginx-gen]
   CHECK(nginx_single_quoted("l1\nl2\r\t") == "'l1\\nl2\\r\\t'");
 }
 
-TEST_CASE("/__upstream_status stays within nginx's token limit for any model size",
-          "[nginx-gen]") {
+TEST_CASE("/__upstream_status stays within nginx's token limit for any model size", "[nginx-gen]") {
   std::vector<AppRoute> apps;
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     apps.push_back(simple_app("plugin" + std::to_string(i), "main", 2));
   }
-  AppRoute crowded = simple_app("crowded", "main", 60);  // one upstream longer than a piece
+  AppRoute crowded = simple_app("crowded", "main", 100);  // one upstream longer than a piece
   apps.push_back(crowded);
   const std::string text = render(simple_front(), apps);
   size_t longest = 0;
@@ -348,11 +347,19 @@ TEST_CASE("/__upstream_status stays within nginx's token limit for any model siz
     longest = std::max(longest, line.size());
   }
   CHECK(longest < 4000);
-  // 600 pieces are joined in two levels.
-  CHECK(text.find("set $mfserv_upstream_status_2_7 \"") != std::string::npos);
-  CHECK(text.find("set $mfserv_upstream_status \"$mfserv_upstream_status_2_1$") !=
+  // 1003 parts in 126 pieces of 8, the one with the crowded upstream cut in three, joined
+  // in two levels.
+  CHECK(text.find("set $mfserv_us_128 '") != std::string::npos);
+  CHECK(text.find("set $mfserv_us_129 '") == std::string::npos);
+  CHECK(text.find("set $mfserv_us_j2_1 \"$mfserv_us_1$mfserv_us_2$") != std::string::npos);
+  CHECK(text.find("set $mfserv_upstream_status \"$mfserv_us_j2_1$mfserv_us_j2_2\";") !=
         std::string::npos);
   CHECK(text.find("return 200 $mfserv_upstream_status;") != std::string::npos);
+  CHECK(text.find("variables_hash_max_size ") != std::string::npos);
+  // A small model needs neither pieces nor a bigger variables hash.
+  const std::string small = render(simple_front(), {simple_app("foo", "main", 2)});
+  CHECK(small.find("set $mfserv_us_") == std::string::npos);
+  CHECK(small.find("variables_hash_max_size") == std::string::npos);
 }
 
 TEST_CASE("the access log format and client timeouts", "[nginx-gen]") {

@@ -5,8 +5,8 @@
 
 #include <catch2/catch.hpp>
 
-using mfserv::runtime::FrontSettings;
 using mfserv::runtime::front_config;
+using mfserv::runtime::FrontSettings;
 
 TEST_CASE("front_config applies the settings", "[runtime][front]") {
   const mfserv::runtime::Home home{"/srv/h"};

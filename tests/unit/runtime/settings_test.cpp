@@ -62,8 +62,8 @@ TEST_CASE("every [nginx] key", "[runtime][settings]") {
   CHECK(settings->log_format == LogFormat::combined);
   CHECK(settings->nginx_user == "root");
 
-  auto automatic = parse_settings("[nginx]\nworker_processes = auto\nclient_max_body_size = 0\n",
-                                  k_file);
+  auto automatic =
+      parse_settings("[nginx]\nworker_processes = auto\nclient_max_body_size = 0\n", k_file);
   REQUIRE(automatic.ok());
   CHECK(automatic->worker_processes == 0);
   CHECK(automatic->client_max_body_size == "0");
@@ -77,8 +77,9 @@ TEST_CASE("a bad value names the file, line and key", "[runtime][settings]") {
   const std::vector<Case> cases = {
       {"port = 0", "port: invalid value '0': expected an integer from 1 to 65535"},
       {"port = 80a", "port: invalid value '80a'"},
-      {"worker_processes = many", "worker_processes: invalid value 'many': expected an integer "
-                                  "from 1 to 1024 or auto"},
+      {"worker_processes = many",
+       "worker_processes: invalid value 'many': expected an integer "
+       "from 1 to 1024 or auto"},
       {"client_max_body_size = 100 m", "client_max_body_size: invalid value '100 m'"},
       {"client_max_body_size = 100m; include /etc/shadow", "client_max_body_size: invalid value"},
       {"client_max_body_size = 1t", "client_max_body_size: invalid value '1t'"},

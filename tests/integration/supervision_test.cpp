@@ -1,0 +1,427 @@
+// What clients see while things change and break (issue: supervision): a load loop through
+// real nginx counts every non-2xx answer during restarts, reloads, max_age recycling and
+// crashes; and cases C1-C6 of shared/cases.md.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "util/strings.hpp"
+
+namespace fs = std::filesystem;
+using namespace mfserv::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+const std::string k_general =
+    "[general]\n_version = 1.0.0\n_summary = supervision test\n_license = MIT\n"
+    "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
+
+std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
+  return k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
+         "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;
+}
+
+// Requests PATH in a loop from two client threads until stopped (bounded by MAX_DURATION).
+class LoadLoop {
+ public:
+  LoadLoop(int port, std::string path, std::chrono::seconds max_duration = 120s)
+      : m_port(port), m_path(std::move(path)), m_deadline(std::chrono::steady_clock::now() + max_duration) {
+    for (int i = 0; i < 2; ++i) {
+      m_threads.emplace_back([this] { loop(); });
+    }
+  }
+  ~LoadLoop() { stop(); }
+
+  void stop() {
+    m_stop = true;
+    for (auto& t : m_threads) {
+      if (t.joinable()) {
+        t.join();
+      }
+    }
+  }
+  int total() const { return m_total; }
+  std::map<int, int> failures() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_failures;
+  }
+
+ private:
+  void loop() {
+    while (!m_stop && std::chrono::steady_clock::now() < m_deadline) {
+      auto response = http_get(m_port, m_path, "localhost", 30000);
+      ++m_total;
+      if (response.status < 200 || response.status >= 300) {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        ++m_failures[response.status];
+      }
+    }
+  }
+
+  int m_port;
+  std::string m_path;
+  std::chrono::steady_clock::time_point m_deadline;
+  std::atomic<bool> m_stop{false};
+  std::atomic<int> m_total{0};
+  std::mutex m_mutex;
+  std::map<int, int> m_failures;
+  std::vector<std::thread> m_threads;
+};
+
+std::string describe(const std::map<int, int>& failures) {
+  std::string text;
+  for (const auto& [status, count] : failures) {
+    text += std::to_string(status) + " x" + std::to_string(count) + " ";
+  }
+  return text;
+}
+
+std::set<int> worker_pids(TempHome& home, const std::string& plugin) {
+  std::set<int> pids;
+  auto ps = home.ps();
+  for (const auto& row : ps["processes"]) {
+    if (row["plugin"] == plugin) {
+      pids.insert(row["pid"].get<int>());
+    }
+  }
+  return pids;
+}
+
+// Running, or not yet reaped: a zombie is gone for our purposes.
+bool alive(int pid) {
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto end = stat.rfind(')');
+  return end != std::string::npos && stat.size() > end + 2 && stat[end + 2] != 'Z';
+}
+
+bool all_running(TempHome& home, const std::string& plugin) {
+  auto ps = home.ps();
+  for (const auto& row : ps["processes"]) {
+    if (row["plugin"] == plugin && (row["state"] != "running" || row["draining"] != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("restart PLUGIN under load: every worker replaced, no failed request",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto before = worker_pids(home, "alpha");
+  LoadLoop load(port, "/alpha/main/sleep?s=0.05");
+  std::this_thread::sleep_for(500ms);
+  auto restart = run_mfserv({home.home_arg(), "restart", "alpha"});
+  INFO(restart.err);
+  REQUIRE(restart.exit_code == 0);
+  REQUIRE(wait_until(
+      [&] {
+        auto now = worker_pids(home, "alpha");
+        for (int pid : now) {
+          if (before.count(pid)) {
+            return false;
+          }
+        }
+        return all_running(home, "alpha");
+      },
+      30s));
+  std::this_thread::sleep_for(500ms);
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.total() > 20);
+  CHECK(load.failures().empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("C1: max_age recycling of 8 workers under a request loop: not one 502",
+          "[integration][root][supervision][C1]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("aged", testapp_plugin(8, "max_age = 2\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto first = worker_pids(home, "aged");
+  LoadLoop load(port, "/aged/main/");
+  std::this_thread::sleep_for(7s);
+  load.stop();
+  auto later = worker_pids(home, "aged");
+  int replaced = 0;
+  for (int pid : first) {
+    replaced += later.count(pid) ? 0 : 1;
+  }
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(replaced == 8);
+  CHECK(load.total() > 50);
+  CHECK(load.failures().empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("C5: 20 reloads under load: zero 5xx, old workers gone within their grace period",
+          "[integration][root][supervision][C5]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2, "\n[custom]\nround = 0\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  std::string override_file = home.path() + "/config/plugins/alpha.ini";
+  LoadLoop load(port, "/alpha/main/");
+  for (int round = 1; round <= 20; ++round) {
+    write_text(override_file, "[custom]\nround = " + std::to_string(round) + "\n");
+    auto reload = run_mfserv({home.home_arg(), "reload"});
+    INFO(reload.err);
+    REQUIRE(reload.exit_code == 0);
+    CHECK(reload.out.find("restarted alpha/main") != std::string::npos);
+    std::this_thread::sleep_for(300ms);
+  }
+  REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 30s));
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.failures().empty());
+  // The last configuration is the one running, in exactly two workers.
+  auto response = http_get(port, "/alpha/main/");
+  REQUIRE(response.status == 200);
+  auto seen = json::parse(response.body);
+  CHECK(seen["env"]["MFSERV_CURRENT_PLUGIN_CUSTOM_ROUND"] == "20");
+  CHECK(processes_mentioning("app_alpha_main_").size() == 2);
+
+  // A reload with nothing changed restarts nothing.
+  auto pids = worker_pids(home, "alpha");
+  auto idle = run_mfserv({home.home_arg(), "reload"});
+  CHECK(idle.out.find("restarted") == std::string::npos);
+  CHECK(worker_pids(home, "alpha") == pids);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("reload adds and removes plugins without touching the others",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1));
+  home.add_plugin("beta", testapp_plugin(1));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto alpha = worker_pids(home, "alpha");
+  home.add_plugin("gamma", testapp_plugin(1));
+  fs::remove(home.path() + "/plugins/beta");
+  auto reload = run_mfserv({home.home_arg(), "reload"});
+  INFO(reload.out << reload.err);
+  CHECK(reload.out.find("started gamma/main") != std::string::npos);
+  CHECK(reload.out.find("stopped beta/main") != std::string::npos);
+  REQUIRE(wait_until([&] { return http_get(port, "/gamma/main/").status == 200; }, 15s));
+  CHECK(http_get(port, "/beta/main/").status == 404);
+  CHECK(worker_pids(home, "alpha") == alpha);
+  CHECK(processes_mentioning("app_beta_main").empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("kill -9 of one of two workers every 200 ms: no failed GET",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  LoadLoop load(port, "/alpha/main/");
+  auto deadline = std::chrono::steady_clock::now() + 4s;
+  int kills = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto ps = home.ps();
+    for (const auto& row : ps["processes"]) {
+      if (row["worker"] == 1 && row["pid"].get<int>() > 0) {
+        kills += ::kill(row["pid"].get<int>(), SIGKILL) == 0 ? 1 : 0;
+      }
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  load.stop();
+  INFO("kills: " << kills << ", requests: " << load.total() << ", failures: "
+                 << describe(load.failures()));
+  CHECK(kills >= 5);
+  CHECK(load.failures().empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("C2 and C3: stop lets a 3 s request finish and a 1 s cleanup complete",
+          "[integration][root][supervision][C2][C3]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  std::string shared = fs::path(home.path()).parent_path().string() + "/shared";
+  fs::create_directories(shared);
+  fs::permissions(shared, fs::perms::all);
+  std::string marker = shared + "/term.log";
+  home.add_plugin("slow", testapp_plugin(1, "writable_paths = " + shared +
+                                                "\n\n[custom]\ncleanup_seconds = 1\n"
+                                                "term_marker = " + marker + "\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  HttpResponse long_request;
+  std::thread client([&] { long_request = http_get(port, "/slow/main/sleep?s=3", "localhost", 20000); });
+  std::this_thread::sleep_for(500ms);
+  auto stopped = home.stop();
+  client.join();
+  CHECK(stopped.exit_code == 0);
+  CHECK(long_request.status == 200);  // nginx stopped after the worker, not before
+  CHECK(read_text(marker).find("cleanup done after 1.0 s") != std::string::npos);
+}
+
+TEST_CASE("C4: a worker dying 0.5 s after each start: growing delays, no busy supervisor",
+          "[integration][root][supervision][C4]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("good", testapp_plugin(1));
+  home.add_plugin("flaky", k_general + "[extra_daemon_crash]\n_cmd_and_args = /bin/sh -c "
+                                       "'sleep 0.5; exit 1'\nnumprocesses = 1\n");
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  int supervisor = home.ps()["service"]["pid"];
+  auto cpu_ticks = [&] {
+    auto stat = read_text("/proc/" + std::to_string(supervisor) + "/stat");
+    auto fields = mfserv::split(stat.substr(stat.rfind(')') + 2), ' ');
+    return std::stol(fields[11]) + std::stol(fields[12]);  // utime + stime
+  };
+  long ticks_before = cpu_ticks();
+  std::this_thread::sleep_for(8s);
+  long ticks = cpu_ticks() - ticks_before;
+  json row;
+  auto ps = home.ps();
+  for (const auto& r : ps["processes"]) {
+    if (r["plugin"] == "flaky") {
+      row = r;
+    }
+  }
+  INFO(row.dump());
+  // 0.1+0.2+0.4+0.8+1.6+3.2 s of backoff plus 0.5 s runs: about 6 restarts in 8 s, not 16.
+  CHECK(row["restarts"].get<int>() >= 4);
+  CHECK(row["restarts"].get<int>() <= 7);
+  CHECK(row["crash_loop"] == true);
+  CHECK(row["last_exit"] == "exit 1");
+  CHECK(ticks < sysconf(_SC_CLK_TCK));  // under 1 s of CPU in 8 s
+  std::string log = read_text(home.path() + "/log/mfserv.log");
+  CHECK(log.find("flaky/extra_daemon_crash worker 1 exited (exit 1), restarting") !=
+        std::string::npos);
+  CHECK(http_get(port, "/good/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("C6: an extra daemon with numprocesses = 2: two processes, a log, no route",
+          "[integration][root][supervision][C6]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("bg", k_general +
+                            "[extra_daemon_ticker]\n_cmd_and_args = /bin/sh -c 'echo tick "
+                            "$MFSERV_CURRENT_APP_WORKER; exec sleep 1000'\nnumprocesses = 2\n"
+                            "graceful_timeout = 2\n");
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto ps = home.ps();
+  int daemons = 0;
+  for (const auto& row : ps["processes"]) {
+    if (row["plugin"] == "bg") {
+      ++daemons;
+      CHECK(row["kind"] == "daemon");
+      CHECK(row["state"] == "running");
+      CHECK(row["socket"] == "");
+    }
+  }
+  CHECK(daemons == 2);
+  std::string log_path = home.path() + "/log/extra_bg_ticker.log";
+  REQUIRE(wait_until([&] { return read_text(log_path).find("tick 2") != std::string::npos; }, 5s));
+  CHECK(read_text(log_path).find("tick 1") != std::string::npos);
+  auto conf = run_mfserv({home.home_arg(), "nginx-conf"});
+  CHECK(conf.out.find("ticker") == std::string::npos);
+  CHECK(http_get(port, "/bg/").status == 404);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("stop and start PLUGIN/APP: held workers stay down, the rest serve",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  home.add_plugin("beta", testapp_plugin(1));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  REQUIRE(run_mfserv({home.home_arg(), "stop", "alpha/main"}).exit_code == 0);
+  REQUIRE(wait_until(
+      [&] {
+        auto ps = home.ps();
+        for (const auto& row : ps["processes"]) {
+          if (row["plugin"] == "alpha" && row["state"] != "stopped") {
+            return false;
+          }
+        }
+        return true;
+      },
+      10s));
+  CHECK(http_get(port, "/alpha/main/", "localhost", 5000).status == 502);
+  CHECK(http_get(port, "/beta/main/").status == 200);
+  REQUIRE(run_mfserv({home.home_arg(), "start", "alpha"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 10s));
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  auto unknown = run_mfserv({home.home_arg(), "restart", "nope"});
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.err.find("no running plugin or app matches 'nope'") != std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("after kill -9 of the supervisor, run again cleans up and starts fresh",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto ps = home.ps();
+  int supervisor = ps["service"]["pid"];
+  auto old_workers = worker_pids(home, "alpha");
+  int old_nginx = ps["nginx"]["pid"];
+  REQUIRE(::kill(supervisor, SIGKILL) == 0);
+  REQUIRE(wait_until([&] { return !alive(supervisor); }, 5s));
+  auto again = home.start(port);
+  INFO(again.err << read_text(home.path() + "/log/mfserv.log"));
+  REQUIRE(again.exit_code == 0);
+  for (int pid : old_workers) {
+    CHECK_FALSE(alive(pid));
+  }
+  CHECK_FALSE(alive(old_nginx));
+  CHECK(processes_mentioning("app_alpha_main_").size() == 2);  // never two copies
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(read_text(home.path() + "/log/mfserv.log").find("left in") != std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}

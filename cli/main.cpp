@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   app.add_option("--home", globals.home,
                  "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root)");
 
-  int port = 18868;
+  int port = 0;  // 0: HOME/config/mfserv.ini, else 18868
   bool detach = false;
   auto* run = app.add_subcommand("run", "start nginx and every installed plugin");
   run->add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));

@@ -62,6 +62,9 @@ struct Process {
   int generation = 0;  // picks the cgroup leaf: w<wid> or w<wid>b, alternately
   std::vector<std::unique_ptr<Draining>> draining;
   EventSource age_timer;     // max_age recycling
+  UniqueFd oom_fd;           // readable when the kernel OOM-kills something in the leaf
+  EventSource oom_watch;
+  std::uint64_t oom_kills_seen = 0;  // OOM kills inside the worker while it kept running
   bool held = false;         // stopped on request (`mfserv stop PLUGIN/APP`): no restart
 };
 

@@ -9,6 +9,7 @@
 //   timeout = 60                      # seconds nginx waits on a client (header, body, send);
 //                                     # each app's proxy timeouts are its own `timeout`
 //   accept_incoming_request_id = 0    # 1: keep a client's X-Request-Id instead of a new one
+//                                     # (when it is a plain token of at most 128 characters)
 //   hostname = myhost.example.org     # HOST of APP.PLUGIN.HOST; default: the host's name
 //   log_format = json                 # json (plugin, app, request_id...) or combined
 //   user = www-data                   # nginx workers' user; default www-data, else nobody

@@ -140,6 +140,9 @@ class Supervisor::Impl {
   static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
   static int on_drain_timer(sd_event_source*, uint64_t, void* data);
   static int on_age_timer(sd_event_source*, uint64_t, void* data);
+  static int on_oom_event(sd_event_source*, int, uint32_t, void* data);
+  void watch_oom(Process& process);
+  void check_oom(Process& process);
 
   Impl* self(Process& process) { return static_cast<Impl*>(process.supervisor); }
   Status add_timer(EventSource& slot, std::uint64_t delay_us, Process& process);
@@ -197,6 +200,11 @@ Status Supervisor::Impl::prepare() {
     return cgroups.error();
   }
   m_cgroups = std::move(*cgroups);
+  // Under a delegated cgroup (systemd Delegate=yes) the supervisor moves itself into a leaf
+  // before enabling controllers: the "no internal processes" rule (C9).
+  if (auto st = m_cgroups->enter_leaf(); !st) {
+    return st.error().with_context("entering the supervisor's leaf cgroup");
+  }
   m_log.info("cgroups: " + m_cgroups->describe() + ", subtree " +
              m_cgroups->display_path(home.cgroup_root()));
 
@@ -600,6 +608,7 @@ void Supervisor::Impl::start_process(Process& process) {
     sd_event_source_set_child_pidfd_own(source, 1);
   }
   process.child_watch = EventSource(source);
+  watch_oom(process);
   m_log.info(fmt::format("{} worker {} started, pid {}", group.label, process.wid, process.pid));
   if (group.kind == Group::Kind::Daemon) {
     mark_ready(process);
@@ -621,6 +630,39 @@ Result<isolation::Spawned> Supervisor::Impl::launch(Process& process,
   return isolation::spawn(spec);
 }
 
+// OOM kills of a worker's children (a gunicorn worker under its master, say) do not end the
+// worker: they are counted and logged as they happen.
+void Supervisor::Impl::watch_oom(Process& process) {
+  process.oom_watch.reset();
+  process.oom_fd.reset();
+  if (process.group->kind == Group::Kind::Nginx) {
+    return;
+  }
+  auto fd = m_cgroups->watch_oom(process.cgroup);
+  if (!fd || !fd->valid()) {
+    return;
+  }
+  sd_event_source* source = nullptr;
+  if (sd_event_add_io(m_event, &source, fd->get(), EPOLLIN, on_oom_event, &process) >= 0) {
+    process.oom_fd = std::move(*fd);
+    process.oom_watch = EventSource(source);
+  }
+  check_oom(process);  // a kill between the start and the watch has no event of its own
+}
+
+void Supervisor::Impl::check_oom(Process& process) {
+  if (process.pid <= 0) {
+    return;
+  }
+  std::uint64_t kills = m_cgroups->usage(process.cgroup).oom_kills;
+  if (kills > process.oom_kills_at_start + process.oom_kills_seen) {
+    process.oom_kills_seen = kills - process.oom_kills_at_start;
+    m_log.warn(fmt::format("{} worker {}: the kernel killed a process of the worker for lack of "
+                           "memory (oom, {} so far)",
+                           process.group->label, process.wid, process.oom_kills_seen));
+  }
+}
+
 void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   Group& group = *process.group;
   if (info->si_pid != process.pid) {
@@ -629,14 +671,21 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   }
   process.child_watch.reset();
   process.age_timer.reset();
+  process.oom_watch.reset();
+  process.oom_fd.reset();
   process.probe_watch.reset();
   process.probe_fd.reset();
   process.timer.reset();
   std::string reason = describe_exit(info, group.sandbox != nullptr);
   // The kernel counts the OOM kill before it sends SIGKILL, so the counter is already up.
-  if (m_cgroups->usage(process.cgroup).oom_kills > process.oom_kills_at_start) {
+  // The OOM event may come before or after the exit: a SIGKILL death with an OOM kill in
+  // the leaf since the start is an OOM kill either way.
+  std::uint64_t kills = m_cgroups->usage(process.cgroup).oom_kills;
+  if (kills > process.oom_kills_at_start &&
+      (reason == "signal 9" || kills > process.oom_kills_at_start + process.oom_kills_seen)) {
     reason = "oom";
   }
+  process.oom_kills_seen = 0;
   process.last_exit = reason;
   process.pid = -1;
   // Whatever the process left behind in its cgroup goes with it.
@@ -755,6 +804,7 @@ void Supervisor::Impl::probe_readable(Process& process) {
 }
 
 void Supervisor::Impl::mark_ready(Process& process) {
+  check_oom(process);
   process.ready = true;
   process.state = ProcessState::Running;
   Group& group = *process.group;
@@ -1164,6 +1214,8 @@ void Supervisor::Impl::cleanup() {
       process->timer.reset();
       process->probe_watch.reset();
       process->child_watch.reset();
+      process->oom_watch.reset();
+      process->oom_fd.reset();
       for (auto& old : process->draining) {
         old->child_watch.reset();
         old->kill_timer.reset();
@@ -1183,7 +1235,7 @@ void Supervisor::Impl::cleanup() {
   if (auto st = m_cgroups->remove(root); !st) {
     m_log.error(st.error().describe());
   }
-  (void)m_cgroups->remove("mfserv");  // only succeeds when no other home uses it
+  (void)m_cgroups->remove_if_empty("mfserv");  // other homes may be using it
   ::unlink(home.control_socket().c_str());
   ::unlink(home.running_flag().c_str());
   m_log.info("stopped");
@@ -1380,6 +1432,13 @@ int Supervisor::Impl::on_drain_timer(sd_event_source*, uint64_t, void* data) {
                               old.process->group->label, old.process->wid, old.pid));
   old.kill_timer.reset();
   (void)impl.m_cgroups->kill_all(old.cgroup, 2000);
+  return 0;
+}
+
+int Supervisor::Impl::on_oom_event(sd_event_source*, int fd, uint32_t, void* data) {
+  auto& process = *static_cast<Process*>(data);
+  isolation::drain_oom_watch(fd);
+  static_cast<Impl*>(process.supervisor)->check_oom(process);
   return 0;
 }
 

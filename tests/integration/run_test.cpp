@@ -312,3 +312,30 @@ TEST_CASE("start-up problems are clear errors before anything starts",
     CHECK(home.stop().exit_code == 0);
   }
 }
+
+TEST_CASE("an OOM kill of a worker's child is reported while the worker keeps serving",
+          "[integration][root][cgroups][oom]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // The worker's shell first runs a child that needs 256 MiB (killed), then serves.
+  home.add_plugin("parent", k_general + "[app_main]\n_cmd_and_args = /bin/sh -c \"/usr/bin/python3 "
+                                        "-c 'x = b\\\"x\\\" * (256 << 20)'; exec " +
+                                testapp_command() + "\"\nnumprocesses = 1\nmemory_max = 64M\n");
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err << read_text(home.path() + "/log/mfserv.log"));
+  REQUIRE(started.exit_code == 0);
+  CHECK(http_get(port, "/parent/main/").status == 200);
+  REQUIRE(wait_until(
+      [&] {
+        return read_text(home.path() + "/log/mfserv.log").find("for lack of memory (oom, 1 so far)") !=
+               std::string::npos;
+      },
+      5s));
+  auto row = rows_of(home.ps(), "parent")[0];
+  CHECK(row["restarts"] == 0);
+  CHECK(row["oom_kills"].get<int>() >= 1);
+  CHECK(home.stop().exit_code == 0);
+}

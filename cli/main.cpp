@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
   auto* install = plugin->add_subcommand("install", "install a .plugin archive into the home");
   install->add_option("FILE", install_file, ".plugin archive")->required();
   install->add_flag("--force", install_force, "replace an installed version or a dev link");
+  std::string hotswap_file;
+  auto* hotswap = plugin->add_subcommand(
+      "hotswap", "replace a running plugin with a new .plugin version, no request failing");
+  hotswap->add_option("FILE", hotswap_file, "the .plugin archive")->required();
   std::string uninstall_name;
   auto* uninstall = plugin->add_subcommand("uninstall", "remove an installed plugin or dev link");
   uninstall->add_option("NAME", uninstall_name, "plugin name")->required();
@@ -120,6 +124,9 @@ int main(int argc, char** argv) {
   }
   if (install->parsed()) {
     return cmd_plugin_install(globals, install_file, install_force);
+  }
+  if (hotswap->parsed()) {
+    return cmd_plugin_hotswap(globals, hotswap_file);
   }
   if (uninstall->parsed()) {
     return cmd_plugin_uninstall(globals, uninstall_name);

@@ -1,12 +1,16 @@
 // `mfserv plugin new|build|install|uninstall` (see plugin_commands.hpp).
 #include "cli/plugin_commands.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "images/archive.hpp"
 #include "images/template.hpp"
+#include "runtime/control.hpp"
 #include "runtime/home.hpp"
 #include "util/strings.hpp"
 
@@ -47,12 +51,57 @@ std::string plugins_lock(const runtime::Home& home) {
   return home.run_dir() + "/plugins.lock";
 }
 
-void tell_if_running(const runtime::Home& home) {
-  if (runtime::home_is_locked(home)) {
-    fmt::print(
-        "mfserv is running for this home: the change applies at its next start or "
-        "reload\n");
+// A running supervisor takes the change at once: `reload` starts, restarts (rolling) or
+// stops only what the change touched.
+void apply_if_running(const runtime::Home& home) {
+  if (!runtime::home_is_locked(home)) {
+    return;
   }
+  auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}});
+  if (!answer) {
+    print_error("the change is installed, but reloading the running mfserv failed: " +
+                answer.error().describe() + " (run `mfserv reload`)");
+    return;
+  }
+  if (!answer->value("ok", false)) {
+    print_error("the change is installed, but the running mfserv refused it: " +
+                answer->value("error", std::string("unknown error")));
+    return;
+  }
+  for (const char* what : {"started", "restarted", "stopped"}) {
+    for (const auto& label : (*answer)[what]) {
+      fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
+    }
+  }
+}
+
+// Stops the plugin's workers (uninstall stops its apps first) and waits until they are gone.
+bool stop_plugin_if_running(const runtime::Home& home, const std::string& name) {
+  if (!runtime::home_is_locked(home)) {
+    return true;
+  }
+  auto answer = runtime::control_call(home, {{"cmd", "stop"}, {"target", name}});
+  if (!answer || !answer->value("ok", false)) {
+    return true;  // not running in the supervisor: nothing to stop
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto ps = runtime::control_call(home, {{"cmd", "ps"}});
+    if (!ps) {
+      return true;
+    }
+    bool running = false;
+    for (const auto& row : (*ps)["processes"]) {
+      running = running || (row["plugin"] == name && row["state"] != "stopped" &&
+                             row["state"] != "failed");
+    }
+    if (!running) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  print_error("the workers of " + name + " did not stop in 5 minutes; nothing was uninstalled");
+  return false;
 }
 
 }  // namespace
@@ -122,13 +171,31 @@ int cmd_plugin_install(const Globals& globals, const std::string& file, bool for
     fmt::print("plugin {} {}-{} installed in {}\n", plugin.name, plugin.version, plugin.release,
                plugin.home);
   }
-  tell_if_running(*home);
+  apply_if_running(*home);
   return k_exit_ok;
+}
+
+int cmd_plugin_hotswap(const Globals& globals, const std::string& file) {
+  auto home = prepared_home(globals);
+  if (!home) {
+    return k_exit_error;
+  }
+  if (!runtime::home_is_locked(*home)) {
+    print_error("no mfserv is running for home " + home->root +
+                ": hotswap replaces a running plugin (use `plugin install --force` otherwise)");
+    return k_exit_not_running;
+  }
+  // The new version replaces the folder atomically; the reload then replaces each worker
+  // with an overlap (new incarnation first, old one drained), so no request fails.
+  return cmd_plugin_install(globals, file, true);
 }
 
 int cmd_plugin_uninstall(const Globals& globals, const std::string& name) {
   auto home = prepared_home(globals);
   if (!home) {
+    return k_exit_error;
+  }
+  if (!stop_plugin_if_running(*home, name)) {
     return k_exit_error;
   }
   auto removed = images::uninstall_plugin(name, home->plugins_dir(), plugins_lock(*home),
@@ -142,7 +209,7 @@ int cmd_plugin_uninstall(const Globals& globals, const std::string& name) {
   } else {
     fmt::print("plugin {} uninstalled\n", name);
   }
-  tell_if_running(*home);
+  apply_if_running(*home);
   return k_exit_ok;
 }
 

@@ -12,6 +12,7 @@ int cmd_plugin_new(const std::string& template_name, const std::string& name,
                    const std::string& dir);
 int cmd_plugin_build(const std::string& dir, const std::string& output_dir);
 int cmd_plugin_install(const Globals& globals, const std::string& file, bool force);
+int cmd_plugin_hotswap(const Globals& globals, const std::string& file);
 int cmd_plugin_uninstall(const Globals& globals, const std::string& name);
 
 }  // namespace mfserv::cli

@@ -65,7 +65,9 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
 
 std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin) {
   std::string text = plugin.dir + "\n";
-  std::vector<std::string> files{plugin.dir + "/config.ini"};
+  // .files.json (installed archives) holds every file's sha256: a new version with the same
+  // config.ini still counts as a change. Dev links are judged by their config only.
+  std::vector<std::string> files{plugin.dir + "/config.ini", plugin.dir + "/.files.json"};
   for (const auto& dir : home.load_options().override_dirs) {
     files.push_back(dir + "/" + plugin.name + ".ini");
   }

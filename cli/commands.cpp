@@ -19,6 +19,7 @@
 #include "nginx-gen/nginx_conf.hpp"
 #include "runtime/control.hpp"
 #include "runtime/exec.hpp"
+#include "runtime/status.hpp"
 #include "runtime/front.hpp"
 #include "runtime/home.hpp"
 #include "runtime/settings.hpp"
@@ -287,6 +288,41 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
     fmt::print("{}: {}\n", label.get<std::string>(), command == "stop" ? "stopping" : command == "start" ? "starting" : "restarting");
   }
   return k_exit_ok;
+}
+
+int cmd_status(const Globals& globals) {
+  auto home = open_home(globals);
+  if (!home) {
+    return k_exit_error;
+  }
+  if (!runtime::home_is_locked(*home)) {
+    print_error("no mfserv is running for home " + home->root);
+    return k_exit_not_running;
+  }
+  auto checks = runtime::check_health(*home);
+  if (!checks) {
+    print_error(checks.error().describe());
+    return k_exit_error;
+  }
+  bool healthy = true;
+  json rows = json::array();
+  for (const auto& check : *checks) {
+    healthy = healthy && check.ok;
+    rows.push_back({{"subject", check.subject},
+                    {"check", check.what},
+                    {"ok", check.ok},
+                    {"detail", check.detail}});
+  }
+  if (globals.json) {
+    fmt::print("{}\n", json{{"healthy", healthy}, {"checks", rows}}.dump(2));
+  } else {
+    for (const auto& check : *checks) {
+      fmt::print("- {:<32} {:<20} {:<5} {}\n", check.subject, check.what,
+                 check.ok ? "OK" : "FAIL", check.detail);
+    }
+    fmt::print("{}\n", healthy ? "healthy" : "UNHEALTHY");
+  }
+  return healthy ? k_exit_ok : k_exit_error;
 }
 
 int cmd_ps(const Globals& globals) {

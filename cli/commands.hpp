@@ -23,6 +23,7 @@ int cmd_stop(const Globals& globals);
 // stop/start/restart PLUGIN[/APP] and reload: one request to the running supervisor.
 int cmd_control(const Globals& globals, const std::string& command, const std::string& target);
 int cmd_ps(const Globals& globals);
+int cmd_status(const Globals& globals);
 int cmd_nginx_conf(const Globals& globals, int port);
 int cmd_exec(const Globals& globals, const std::string& target,
              const std::vector<std::string>& command);

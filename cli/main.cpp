@@ -1,6 +1,7 @@
 // mfserv's entry point: the command line (CLI11) and nothing else.
 #include <CLI/CLI.hpp>
 
+#include "cli/check_command.hpp"
 #include "cli/commands.hpp"
 #include "cli/plugin_commands.hpp"
 
@@ -31,6 +32,9 @@ int main(int argc, char** argv) {
   restart->add_option("PLUGIN[/APP]", target)->required();
   auto* reload = app.add_subcommand(
       "reload", "re-read every plugin, apply only what changed (same as SIGHUP)");
+  auto* status = app.add_subcommand(
+      "status", "health of the service and of each plugin (non-zero when anything is unhealthy)");
+  status->add_flag("--json", globals.json, "machine-readable output");
   auto* ps = app.add_subcommand("ps", "one row per worker");
   ps->add_flag("--json", globals.json, "machine-readable output");
 
@@ -40,6 +44,12 @@ int main(int argc, char** argv) {
   exec->add_option("PLUGIN/APP", exec_target, "the app (PLUGIN alone means PLUGIN/main)")
       ->required();
   exec->add_option("COMMAND", exec_command, "the command, after --")->required();
+
+  auto* check = app.add_subcommand(
+      "check", "what this host offers mfserv: cgroups, namespaces, seccomp, nginx, the port");
+  check->add_option("--port", port, "the port to check (default: the home's)")
+      ->check(CLI::Range(1, 65535));
+  check->add_flag("--json", globals.json, "machine-readable output");
 
   auto* nginx_conf = app.add_subcommand("nginx-conf", "print the generated nginx configuration");
   nginx_conf->add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));
@@ -101,11 +111,17 @@ int main(int argc, char** argv) {
   if (reload->parsed()) {
     return cmd_control(globals, "reload", "");
   }
+  if (status->parsed()) {
+    return cmd_status(globals);
+  }
   if (ps->parsed()) {
     return cmd_ps(globals);
   }
   if (exec->parsed()) {
     return cmd_exec(globals, exec_target, exec_command);
+  }
+  if (check->parsed()) {
+    return cmd_check(globals, port);
   }
   if (nginx_conf->parsed()) {
     return cmd_nginx_conf(globals, port);

@@ -65,6 +65,11 @@ class CgroupBackend {
   // Files to write a pid into to join REL, opened now so that a child can join between fork
   // and exec with nothing but write(2).
   virtual Result<std::vector<UniqueFd>> open_procs(const std::string& rel) = 0;
+  // REL's directory, opened for clone3(CLONE_INTO_CGROUP) (SpawnSpec::cgroup_dir_fd): a child
+  // is then born in REL. v2 only: an error on v1, whose callers keep to open_procs.
+  virtual Result<UniqueFd> open_dir(const std::string& rel) {
+    return Error("opening cgroup " + rel + " for clone3: CLONE_INTO_CGROUP needs cgroup v2");
+  }
   // Every pid in REL and below.
   virtual std::vector<pid_t> pids(const std::string& rel) = 0;
   // Sends SIGKILL to every process in REL and below until none is left (or TIMEOUT_MS).

@@ -121,6 +121,17 @@ class V2Backend final : public CgroupBackend {
     return fds;
   }
 
+  Result<UniqueFd> open_dir(const std::string& rel) override {
+    // clone3(2): "cgroup: ... a file descriptor referring to a cgroup v2 directory", opened
+    // O_RDONLY or O_PATH.
+    std::string path = dir(rel);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
+      return Error::from_errno("opening cgroup " + path);
+    }
+    return fd;
+  }
+
   std::vector<pid_t> pids(const std::string& rel) override { return subtree_pids(dir(rel)); }
 
   Status kill_all(const std::string& rel, int timeout_ms) override {

@@ -1,6 +1,7 @@
 #include "isolation/spawn.hpp"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -108,7 +109,8 @@ void reset_signals() {
 }
 
 [[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp,
-                            char* listen_pid_entry, int null_fd, int pipe_fd) {
+                            char* listen_pid_entry, int null_fd, int pipe_fd,
+                            bool born_in_cgroup) {
   PreparedSandbox* sandbox = spec.sandbox;
   // Keep the failure pipe clear of the fds set up below (0-3).
   if (pipe_fd <= 3) {
@@ -128,12 +130,15 @@ void reset_signals() {
   if (spec.new_session && ::setsid() < 0) {
     fail(pipe_fd, k_step_session);
   }
-  // First of all, so that everything below is charged to the worker's cgroup.
-  if (int err = join_cgroup_fds(spec.cgroup_procs_fds.data(),
-                                static_cast<int>(spec.cgroup_procs_fds.size()));
-      err != 0) {
-    errno = err;
-    fail(pipe_fd, k_step_cgroup);
+  // First of all, so that everything below is charged to the worker's cgroup (nothing to do
+  // when clone3 created the process there).
+  if (!born_in_cgroup) {
+    if (int err = join_cgroup_fds(spec.cgroup_procs_fds.data(),
+                                  static_cast<int>(spec.cgroup_procs_fds.size()));
+        err != 0) {
+      errno = err;
+      fail(pipe_fd, k_step_cgroup);
+    }
   }
   // Every source fd is >= 3 (the supervisor's own stdio holds 0-2), so targets 0-2 never
   // clobber a source; fd 3 is set last.
@@ -197,6 +202,31 @@ void reset_signals() {
   fail(pipe_fd, k_step_exec);
 }
 
+// Set once clone3 CLONE_INTO_CGROUP turned out to be missing: later spawns go straight to
+// the fork + cgroup.procs path.
+bool g_clone3_into_cgroup_missing = false;
+
+// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7+, cgroup v2 only): the child starts in the
+// cgroup of CGROUP_DIR_FD, so it is never charged to, nor counted in, the supervisor's cgroup
+// and a kill of its leaf cannot miss it; CLONE_PIDFD gives its pidfd with no pid-reuse window.
+// No stack: like fork, the child runs on a copy of the caller's (single-threaded) memory.
+// Returns the pid (0 in the child) or -1 with errno. The errors that mean "not available
+// here" are ENOSYS (before 5.3, or clone3 denied by a seccomp profile, which answers ENOSYS
+// so that callers fall back), E2BIG (5.3-5.6 do not know the cgroup field) and EINVAL
+// (unknown flag); anything else (EBUSY, EOPNOTSUPP, EPERM...) is what writing cgroup.procs
+// would hit too.
+pid_t clone_into_cgroup(int namespace_flags, int cgroup_dir_fd, int* pidfd) {
+  struct clone_args args {};
+  args.flags = static_cast<std::uint64_t>(static_cast<unsigned>(namespace_flags)) |
+               CLONE_INTO_CGROUP | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<std::uintptr_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<std::uint64_t>(cgroup_dir_fd);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, CLONE_ARGS_SIZE_VER2));
+}
+
+bool clone3_missing(int error) { return error == ENOSYS || error == E2BIG || error == EINVAL; }
+
 }  // namespace
 
 std::vector<std::string> shell_argv(const std::string& command) {
@@ -241,18 +271,40 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
   UniqueFd write_end(pipe_fds[1]);
 
   // A sandboxed process is born in its new namespaces (clone with fork semantics: the
-  // supervisor is single-threaded, so the child's copy of its memory is consistent).
-  pid_t pid = spec.sandbox ? static_cast<pid_t>(::syscall(SYS_clone,
-                                                          sandbox_clone_flags(*spec.sandbox) |
-                                                              SIGCHLD,
-                                                          nullptr, nullptr, nullptr, 0))
-                           : ::fork();
-  if (pid < 0) {
-    return Error::from_errno(spec.sandbox ? "creating the sandbox namespaces" : "fork");
+  // supervisor is single-threaded, so the child's copy of its memory is consistent), and on
+  // v2 in its cgroup too; elsewhere it joins its cgroup itself before exec.
+  int namespace_flags = spec.sandbox ? sandbox_clone_flags(*spec.sandbox) : 0;
+  pid_t pid = -1;
+  int pidfd = -1;
+  bool born_in_cgroup = false;
+  if (spec.cgroup_dir_fd >= 0 && !g_clone3_into_cgroup_missing) {
+    pid = clone_into_cgroup(namespace_flags, spec.cgroup_dir_fd, &pidfd);
+    if (pid == 0) {
+      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(),
+                write_end.get(), true);
+    }
+    if (pid > 0) {
+      born_in_cgroup = true;
+    } else if (clone3_missing(errno)) {
+      g_clone3_into_cgroup_missing = true;
+    } else {
+      return Error::from_errno(std::string("starting ") + spec.argv[0] +
+                               ": creating the process in its cgroup (clone3 CLONE_INTO_CGROUP)");
+    }
   }
-  if (pid == 0) {
-    run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(), write_end.get());
+  if (!born_in_cgroup) {
+    pid = spec.sandbox ? static_cast<pid_t>(::syscall(SYS_clone, namespace_flags | SIGCHLD,
+                                                      nullptr, nullptr, nullptr, 0))
+                       : ::fork();
+    if (pid < 0) {
+      return Error::from_errno(spec.sandbox ? "creating the sandbox namespaces" : "fork");
+    }
+    if (pid == 0) {
+      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(),
+                write_end.get(), false);
+    }
   }
+  UniqueFd child_pidfd(pidfd);
   write_end.reset();
   ChildFailure failure{};
   ssize_t n;
@@ -269,7 +321,12 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
   }
   Spawned spawned;
   spawned.pid = pid;
-  spawned.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  spawned.born_in_cgroup = born_in_cgroup;
+  if (child_pidfd) {
+    spawned.pidfd = std::move(child_pidfd);
+  } else {
+    spawned.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  }
   return spawned;
 }
 

@@ -1,8 +1,8 @@
-// Starting a supervised process: fork, join its cgroup, wire its fds, exec. Between fork and
-// exec the child only makes system calls on memory prepared before the fork; a failing step
-// is reported through a close-on-exec pipe and the child _exit()s, so the caller either gets a
-// process that runs the target program or an error naming the step and errno, never a
-// half-prepared process.
+// Starting a supervised process: create it in its cgroup (clone3 CLONE_INTO_CGROUP on v2),
+// else fork and join the cgroup before exec; wire its fds, exec. Between fork and exec the
+// child only makes system calls on memory prepared before the fork; a failing step is reported
+// through a close-on-exec pipe and the child _exit()s, so the caller either gets a process that
+// runs the target program or an error naming the step and errno, never a half-prepared process.
 #pragma once
 
 #include <sys/types.h>
@@ -26,6 +26,10 @@ struct SpawnSpec {
   bool inherit_stdio = false;  // keep the caller's 0, 1 and 2 (`mfserv exec`)
   int listen_fd = -1;  // passed as fd 3 with LISTEN_FDS=1 (sd_listen_fds convention)
   std::vector<int> cgroup_procs_fds;  // see CgroupBackend::open_procs
+  // The leaf's directory (CgroupBackend::open_dir, v2 only): when set and the kernel has
+  // clone3 CLONE_INTO_CGROUP (5.7+), the process is born in that cgroup; otherwise (ENOSYS,
+  // EINVAL, E2BIG: older kernels, seccomp'd clone3) it joins through cgroup_procs_fds.
+  int cgroup_dir_fd = -1;
   std::vector<std::pair<int, std::uint64_t>> rlimits;  // RLIMIT_*, value (soft = hard)
   mode_t umask = 0007;
   bool new_session = true;  // setsid: the terminal's Ctrl-C goes to the supervisor only
@@ -38,6 +42,9 @@ struct SpawnSpec {
 struct Spawned {
   pid_t pid = -1;
   UniqueFd pidfd;
+  // True: clone3 created it in spec.cgroup_dir_fd's cgroup. False: it wrote its pid into
+  // cgroup.procs before exec.
+  bool born_in_cgroup = false;
 };
 
 Result<Spawned> spawn(const SpawnSpec& spec);

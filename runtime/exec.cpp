@@ -75,6 +75,8 @@ Result<int> exec_in_app(const Home& home, const std::string& plugin_name,
   for (const auto& fd : *procs) {
     spec.cgroup_procs_fds.push_back(fd.get());
   }
+  auto leaf_dir = (*cgroups)->open_dir(leaf);  // v2: born there (clone3 CLONE_INTO_CGROUP)
+  spec.cgroup_dir_fd = leaf_dir ? leaf_dir->get() : -1;
   auto spawned = isolation::spawn(spec);
   int exit_code = 127;
   if (spawned) {

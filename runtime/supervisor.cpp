@@ -626,6 +626,8 @@ Result<isolation::Spawned> Supervisor::Impl::launch(Process& process,
   for (const auto& fd : *procs) {
     spec.cgroup_procs_fds.push_back(fd.get());
   }
+  auto dir = m_cgroups->open_dir(process.cgroup);  // v2: born there (clone3 CLONE_INTO_CGROUP)
+  spec.cgroup_dir_fd = dir ? dir->get() : -1;
   process.oom_kills_at_start = m_cgroups->usage(process.cgroup).oom_kills;
   return isolation::spawn(spec);
 }

@@ -132,7 +132,10 @@ TEST_CASE("mfserv exec runs a command in the app's sandbox and cgroup",
     REQUIRE(run_mfserv({home.home_arg(), "exec", "probe", "--", "true"}).exit_code == 0);
   }
   int supervisor = home.ps()["service"]["pid"];
-  auto zombies = run_command({"sh", "-c", "ps -eo stat= | grep -c '^Z' || true"});
+  // No zombie left among the supervisor's children.
+  auto zombies = run_command({"sh", "-c", "ps -eo ppid=,stat= | awk '$1 == " +
+                                              std::to_string(supervisor) +
+                                              " && $2 ~ /^Z/' | wc -l"});
   CHECK(mfserv::trim(zombies.out) == "0");
   CHECK(fs::exists("/proc/" + std::to_string(supervisor)));
   for (const auto& entry : fs::directory_iterator(home.instance_cgroup_v1_memory() +

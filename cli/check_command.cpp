@@ -174,9 +174,8 @@ std::string namespace_fix(const NamespaceProbe& probe, int error) {
            "mfserv on the host or in a privileged container";
   }
   if (error == ENOSPC) {
-    return fmt::format("the limit is 0: sysctl user.max_{}_namespaces", probe.flag == CLONE_NEWNS
-                                                                            ? std::string("mnt")
-                                                                            : probe.name);
+    return fmt::format("the limit is 0: sysctl user.max_{}_namespaces",
+                       probe.flag == CLONE_NEWNS ? std::string("mnt") : probe.name);
   }
   if (error == EINVAL) {
     return "the kernel was built without this namespace";
@@ -194,9 +193,9 @@ void probe_namespaces(Findings& findings) {
       std::string fix = namespace_fix(probe, error);
       entry["error"] = errno_text(error);
       entry["fix"] = fix;
-      std::string line = fmt::format("{} namespace: unshare failed with {}{}{} (used for: {})",
-                                     probe.name, errno_text(error), fix.empty() ? "" : ": ", fix,
-                                     probe.use);
+      std::string line =
+          fmt::format("{} namespace: unshare failed with {}{}{} (used for: {})", probe.name,
+                      errno_text(error), fix.empty() ? "" : ": ", fix, probe.use);
       (probe.needed ? findings.missing : findings.notes).push_back(line);
     }
     facts[probe.name] = entry;
@@ -280,7 +279,7 @@ std::pair<int, std::string> run_capture(const std::vector<std::string>& argv) {
 }
 
 struct NginxFacts {
-  std::string path;  // "" when not found
+  std::string path;              // "" when not found
   bool bind_capability = false;  // file capability cap_net_bind_service (permitted, effective)
 };
 
@@ -367,12 +366,11 @@ void probe_port(int port, const std::string& source, const std::string& settings
   }
   bool privileged = port < start;
   bool root = ::geteuid() == 0;
-  bool ambient =
-      ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_BIND_SERVICE, 0, 0) == 1;
+  bool ambient = ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_BIND_SERVICE, 0, 0) == 1;
   std::string nginx_path = nginx.path.empty() ? "/usr/sbin/nginx" : nginx.path;
-  std::string other_port = fmt::format(
-      "choose a port >= {} (`--port N`, or `port = N` in the [nginx] section of {})", start,
-      settings_file);
+  std::string other_port =
+      fmt::format("choose a port >= {} (`--port N`, or `port = N` in the [nginx] section of {})",
+                  start, settings_file);
   json facts = {{"port", port},
                 {"source", source},
                 {"privileged", privileged},
@@ -382,8 +380,8 @@ void probe_port(int port, const std::string& source, const std::string& settings
   int error = try_bind(port);
   if (error == 0) {
     if (!privileged) {
-      how = fmt::format("any user may bind it (>= net.ipv4.ip_unprivileged_port_start = {})",
-                        start);
+      how =
+          fmt::format("any user may bind it (>= net.ipv4.ip_unprivileged_port_start = {})", start);
     } else if (root) {
       how = "root";
     } else if (ambient) {
@@ -407,8 +405,9 @@ void probe_port(int port, const std::string& source, const std::string& settings
     }
   } else if (error == EACCES && privileged) {
     if (nginx.bind_capability) {
-      how = "this process may not bind it, but nginx has the file capability "
-            "cap_net_bind_service";
+      how =
+          "this process may not bind it, but nginx has the file capability "
+          "cap_net_bind_service";
     } else {
       problem = fmt::format(
           "port {} is privileged (below net.ipv4.ip_unprivileged_port_start = {}) and uid {} "
@@ -451,10 +450,9 @@ void print_text(const Findings& findings) {
   fmt::print("privileges\n");
   row("user", fmt::format("uid {}{}", privileges["euid"].get<unsigned>(),
                           privileges["root"].get<bool>() ? " (root)" : ""));
-  row("capabilities",
-      fmt::format("CAP_SYS_ADMIN {}, CAP_NET_BIND_SERVICE {}",
-                  privileges["cap_sys_admin"].get<bool>() ? "yes" : "no",
-                  privileges["cap_net_bind_service"].get<bool>() ? "yes" : "no"));
+  row("capabilities", fmt::format("CAP_SYS_ADMIN {}, CAP_NET_BIND_SERVICE {}",
+                                  privileges["cap_sys_admin"].get<bool>() ? "yes" : "no",
+                                  privileges["cap_net_bind_service"].get<bool>() ? "yes" : "no"));
 
   const json& cgroups = f["cgroups"];
   fmt::print("cgroups\n");
@@ -472,31 +470,31 @@ void print_text(const Findings& findings) {
     row("base", cgroups["base"].get<std::string>());
     row("controllers", words(cgroups["controllers"]));
     row("missing", words(cgroups["missing"]));
-    std::string delegation =
-        cgroups["delegated"].get<bool>()
-            ? "yes (" + cgroups["delegation_source"].get<std::string>() + ")"
-        : cgroups["backend"] == "v2" ? "no: mfserv's cgroups go below the hierarchy root"
-                                     : "not applicable (v1)";
+    std::string delegation = cgroups["delegated"].get<bool>()
+                                 ? "yes (" + cgroups["delegation_source"].get<std::string>() + ")"
+                             : cgroups["backend"] == "v2"
+                                 ? "no: mfserv's cgroups go below the hierarchy root"
+                                 : "not applicable (v1)";
     row("delegation", delegation);
     row("swap limit", cgroups["swap_limit"].get<bool>() ? "yes: swap_max is enforced"
                                                         : "no: swap_max cannot be enforced");
-    row("cgroup.kill", cgroups["kill_file"].get<bool>() ? "yes"
-                                                        : "no: stop freezes and kills each pid");
+    row("cgroup.kill",
+        cgroups["kill_file"].get<bool>() ? "yes" : "no: stop freezes and kills each pid");
   }
 
   fmt::print("namespaces\n");
-  for (const auto& [name, entry] : f["namespaces"].items()) {
-    std::string value = entry["available"].get<bool>()
-                            ? std::string("yes")
-                            : "no: " + entry["error"].get<std::string>();
+  for (const auto& probe : k_namespaces) {
+    const json& entry = f["namespaces"][probe.name];
+    const std::string name = probe.name;
+    std::string value = entry["available"].get<bool>() ? std::string("yes")
+                                                       : "no: " + entry["error"].get<std::string>();
     row(name, value + (entry["needed"].get<bool>() ? "" : " (optional)"));
   }
 
   const json& seccomp = f["seccomp"];
   fmt::print("seccomp\n");
-  row("filters", seccomp["available"].get<bool>()
-                     ? std::string("yes")
-                     : "no: " + seccomp["error"].get<std::string>());
+  row("filters", seccomp["available"].get<bool>() ? std::string("yes")
+                                                  : "no: " + seccomp["error"].get<std::string>());
   row("this process", seccomp["this_process"].get<std::string>());
   row("libseccomp", seccomp["libseccomp"].get<std::string>());
 
@@ -522,8 +520,10 @@ void print_text(const Findings& findings) {
   const json& port = f["port"];
   fmt::print("port\n");
   row("port", fmt::format("{} ({})", port["port"].get<int>(), port["source"].get<std::string>()));
-  row("bind", port["bindable"].get<bool>() ? "yes: " + port["how"].get<std::string>()
-                                           : std::string("no"));
+  row("bind", port["bindable"].get<bool>()
+                  ? "yes: " + port["how"].get<std::string>()
+                  : "no: " + port.value("missing_capability", std::string("it")) +
+                        " is missing (see below)");
 
   if (!findings.notes.empty()) {
     fmt::print("\nnotes\n");
@@ -574,8 +574,7 @@ int cmd_check(const Globals& globals, int port) {
   probe_seccomp(findings);
   NginxFacts nginx = probe_nginx(settings, findings);
   probe_worker_user(findings);
-  probe_port(settings.port, port_source, settings_file, home ? &*home : nullptr, nginx,
-             findings);
+  probe_port(settings.port, port_source, settings_file, home ? &*home : nullptr, nginx, findings);
 
   if (globals.json) {
     json out = findings.facts;

@@ -57,6 +57,10 @@ struct AppConfig {
   std::vector<std::string> readonly_paths;
   std::vector<std::string> writable_paths;
   std::string seccomp = "default";  // default | off
+  // Keys that widen the sandbox (user, seccomp, writable_paths, readonly_paths) set by the
+  // plugin's own config.ini rather than by an administrator's override file: the runtime
+  // refuses to start such an app (a plugin must not grant itself privileges).
+  std::vector<std::string> sandbox_keys_from_plugin;
 
   // Routing (apps only).
   bool prefix_based_routing = true;

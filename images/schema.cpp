@@ -495,6 +495,11 @@ AppConfig parse_app_section(const LayeredSection& section, AppConfig::Kind kind,
         continue;
       }
       set_keys.insert(value.key);
+      if ((value.key == "user" || value.key == "seccomp" || value.key == "writable_paths" ||
+           value.key == "readonly_paths") &&
+          value.file == section.file) {
+        app.sandbox_keys_from_plugin.push_back(value.key);
+      }
     } else if (const IgnoredKey* ignored = find_ignored(ignored_app_keys(), value.key)) {
       warn_ignored(*ignored, section, value, diagnostics);
     } else {

@@ -34,6 +34,9 @@ Result<int> exec_in_app(const Home& home, const std::string& plugin_name,
   if (!app) {
     return Error("plugin " + plugin_name + " has no app or daemon named '" + app_name + "'");
   }
+  if (auto st = check_sandbox_policy(home, *plugin, *app); !st) {
+    return st.error();
+  }
   auto cgroups = isolation::detect_cgroups();
   if (!cgroups) {
     return cgroups.error();

@@ -195,6 +195,26 @@ Status Supervisor::Impl::prepare() {
     m_nginx_gid = pw->pw_gid;
   }
 
+  if (m_nginx_uid != static_cast<uid_t>(-1)) {
+    // nginx's workers must reach the sockets (and plugins' statics): a 0700 folder on the way
+    // would turn every request into a 502 while every worker looks healthy.
+    std::string path;
+    for (const auto& part : split(home.sockets_dir(), '/')) {
+      path += part.empty() ? "" : "/" + part;
+      struct stat st{};
+      if (path.empty() || ::stat(path.c_str(), &st) != 0) {
+        continue;
+      }
+      bool reachable = (st.st_mode & S_IXOTH) || (st.st_gid == m_nginx_gid && (st.st_mode & S_IXGRP)) ||
+                       (st.st_uid == m_nginx_uid && (st.st_mode & S_IXUSR));
+      if (!reachable && path != home.sockets_dir()) {
+        return Error(fmt::format("nginx's workers (user {}) cannot reach {}: {} is mode {:04o}; "
+                                 "run `chmod o+x {}` or use a --home they can traverse",
+                                 user, home.sockets_dir(), path, st.st_mode & 07777, path));
+      }
+    }
+  }
+
   auto cgroups = isolation::detect_cgroups();
   if (!cgroups) {
     return cgroups.error();
@@ -398,6 +418,9 @@ Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
 // Fails closed: a worker whose sandbox cannot be prepared does not start at all.
 Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
   const auto& plugin = *group.plugin;
+  if (auto st = check_sandbox_policy(m_options.home, plugin, *group.app); !st) {
+    return st;
+  }
   auto spec = sandbox_spec(m_options.home, m_plugins, plugin, *group.app);
   std::string var_dir = plugin_var_dir(m_options.home, plugin);
   if (auto st = make_dirs(var_dir, 0750); !st) {

@@ -78,6 +78,21 @@ std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plu
   return text;
 }
 
+Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,
+                            const images::AppConfig& app) {
+  if (app.sandbox_keys_from_plugin.empty()) {
+    return {};
+  }
+  std::string keys;
+  for (const auto& key : app.sandbox_keys_from_plugin) {
+    keys += (keys.empty() ? "" : ", ") + key;
+  }
+  return Error(plugin.dir + "/config.ini sets " + keys + " in [" + app.section +
+               "]: a plugin cannot widen its own sandbox; an administrator may set these in " +
+               home.config_dir() + "/plugins/" + plugin.name + ".ini or /etc/mfserv/plugins/" +
+               plugin.name + ".ini");
+}
+
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
                        const images::AppConfig& app) {
   return home.cgroup_root() + "/" + plugin.name + "/" + app.section;

@@ -8,6 +8,7 @@
 #include "images/plugin.hpp"
 #include "isolation/sandbox.hpp"
 #include "runtime/home.hpp"
+#include "util/result.hpp"
 
 namespace mfserv::runtime {
 
@@ -31,6 +32,11 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
 // Changes whenever what makes the plugin's config changes: its folder, its config.ini and its
 // override files. A reload restarts the apps of plugins whose fingerprint changed.
 std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin);
+
+// A plugin cannot widen its own sandbox: `user`, `seccomp`, `writable_paths` and
+// `readonly_paths` must come from an override file the administrator wrote.
+Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,
+                            const images::AppConfig& app);
 
 // The app's cgroup, relative to the hierarchy root.
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,

@@ -2,7 +2,9 @@
 // table here (not through mfserv's backend), nginx's own `nginx -v`, the mfserv user, a free
 // port; and C18: port 80 for a user without CAP_NET_BIND_SERVICE names what is missing and
 // how to fix it.
+#include <netinet/in.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,8 +73,8 @@ TEST_CASE("check reports this host's cgroups, namespaces, seccomp, nginx and por
   int port = free_port();
   std::string layout = layout_from_mounts();
 
-  auto json_result = run_mfserv({home.home_arg(), "check", "--json", "--port",
-                                 std::to_string(port)});
+  auto json_result =
+      run_mfserv({home.home_arg(), "check", "--json", "--port", std::to_string(port)});
   json report = parse(json_result);
   INFO(report.dump(2));
   CHECK(json_result.exit_code == 0);
@@ -105,7 +107,8 @@ TEST_CASE("check reports this host's cgroups, namespaces, seccomp, nginx and por
   std::string expected_version = mfserv::trim(nginx_version.err);
   CHECK(mfserv::starts_with(expected_version, "nginx version: "));
   CHECK(report["nginx"]["found"] == true);
-  CHECK(report["nginx"]["version"] == expected_version.substr(std::string("nginx version: ").size()));
+  CHECK(report["nginx"]["version"] ==
+        expected_version.substr(std::string("nginx version: ").size()));
   CHECK(report["nginx"]["worker_user"] == (::getpwnam("www-data") ? "www-data" : "nobody"));
 
   struct passwd* pw = ::getpwnam("mfserv");
@@ -126,11 +129,25 @@ TEST_CASE("check reports this host's cgroups, namespaces, seccomp, nginx and por
                            Catch::Contains(expected_version.substr(15)) &&
                            Catch::Contains("ok: this host has everything mfserv needs"));
 
-  // The port of HOME/config/mfserv.ini, and a clear failure when it is taken.
+  // The port of HOME/config/mfserv.ini, and a clear failure when another program holds it.
   write_text(home.path() + "/config/mfserv.ini", "[nginx]\nport = " + std::to_string(port) + "\n");
-  auto from_settings = parse(run_mfserv({home.home_arg(), "check", "--json"}));
+  int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(holder, 1) == 0);
+  auto taken = run_mfserv({home.home_arg(), "check", "--json"});
+  ::close(holder);
+  json from_settings = parse(taken);
+  CHECK(taken.exit_code == 1);
   CHECK(from_settings["port"]["port"] == port);
   CHECK(from_settings["port"]["source"] == home.path() + "/config/mfserv.ini");
+  CHECK(from_settings["port"]["bindable"] == false);
+  CHECK_THAT(from_settings["port"]["error"].get<std::string>(),
+             Catch::Contains("already in use by another program"));
+  CHECK(from_settings["missing"].size() == 1);
 }
 
 TEST_CASE("C18: check names CAP_NET_BIND_SERVICE and the fix for port 80 as a non-root user",
@@ -143,7 +160,7 @@ TEST_CASE("C18: check names CAP_NET_BIND_SERVICE and the fix for port 80 as a no
           .value_or(1024));
   if (unprivileged_start <= 80) {
     WARN("skipped: net.ipv4.ip_unprivileged_port_start=" << unprivileged_start
-                                                          << " lets every user bind port 80");
+                                                         << " lets every user bind port 80");
     return;
   }
   // A home the unprivileged user can read and write.
@@ -151,8 +168,8 @@ TEST_CASE("C18: check names CAP_NET_BIND_SERVICE and the fix for port 80 as a no
   fs::create_directories(home);
   ::chmod(home.c_str(), 0777);
   auto as_nobody = [&home](const std::vector<std::string>& args) {
-    std::vector<std::string> argv{"setpriv", "--reuid=nobody", "--regid=nogroup",
-                                  "--clear-groups", "--", MFSERV_BINARY, "--home=" + home};
+    std::vector<std::string> argv{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                  "--",      MFSERV_BINARY,    "--home=" + home};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv);
   };
@@ -160,12 +177,12 @@ TEST_CASE("C18: check names CAP_NET_BIND_SERVICE and the fix for port 80 as a no
   auto text = as_nobody({"check", "--port", "80"});
   INFO(text.out << text.err);
   CHECK(text.exit_code == 1);
-  CHECK_THAT(text.out, Catch::Contains("port 80 is privileged") &&
-                           Catch::Contains("lacks CAP_NET_BIND_SERVICE") &&
-                           Catch::Contains("setcap cap_net_bind_service=+ep ") &&
-                           Catch::Contains("run mfserv as root") &&
-                           Catch::Contains("choose a port >= " +
-                                           std::to_string(unprivileged_start)));
+  CHECK_THAT(text.out,
+             Catch::Contains("port 80 is privileged") &&
+                 Catch::Contains("lacks CAP_NET_BIND_SERVICE") &&
+                 Catch::Contains("setcap cap_net_bind_service=+ep ") &&
+                 Catch::Contains("run mfserv as root") &&
+                 Catch::Contains("choose a port >= " + std::to_string(unprivileged_start)));
   CHECK_THAT(text.out, Catch::Contains("root: this runs as uid 65534"));
 
   auto result = as_nobody({"check", "--port", "80", "--json"});

@@ -198,6 +198,7 @@ std::string TempHome::add_plugin(const std::string& name, const std::string& con
   for (const auto& [file, text] : files) {
     write_text(dir + "/" + file, text);
   }
+  copy_fixtures(dir);
   for (auto& entry : fs::recursive_directory_iterator(dir)) {
     fs::permissions(entry.path(), fs::perms::others_read | fs::perms::group_read,
                     fs::perm_options::add);
@@ -273,8 +274,18 @@ std::vector<pid_t> processes_mentioning(const std::string& text) {
   return pids;
 }
 
-std::string testapp_command() {
-  return "/usr/bin/python3 " + source_path("tests/fixtures/testapp.py") + " {unix_socket_path}";
+void copy_fixtures(const std::string& dir) {
+  // The test workers' programs travel with the plugin: the sandbox shows a worker its own
+  // plugin folder, not the repository (which may sit under a /tmp the sandbox replaces).
+  fs::create_directories(dir);
+  for (const char* fixture : {"testapp.py", "sandbox_probe.py"}) {
+    fs::copy_file(source_path(std::string("tests/fixtures/") + fixture), dir + "/" + fixture,
+                  fs::copy_options::overwrite_existing);
+    fs::permissions(dir + "/" + fixture, fs::perms::owner_all | fs::perms::group_read |
+                                             fs::perms::others_read);
+  }
 }
+
+std::string testapp_command() { return "/usr/bin/python3 {plugin_dir}/testapp.py {unix_socket_path}"; }
 
 }  // namespace mfserv::test

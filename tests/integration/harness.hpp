@@ -72,6 +72,9 @@ class TempHome {
 bool require_root();
 // Processes whose command line mentions TEXT.
 std::vector<pid_t> processes_mentioning(const std::string& text);
+// {plugin_dir}/testapp.py: copy_fixtures(DIR) puts it (and sandbox_probe.py) in DIR;
+// TempHome::add_plugin does it for its plugins.
 std::string testapp_command();
+void copy_fixtures(const std::string& dir);
 
 }  // namespace mfserv::test

@@ -27,6 +27,7 @@ std::string build_archive(const std::string& work, const std::string& out, const
                           const std::string& version) {
   std::string dir = work + "/" + version + "/" + name;
   write_text(dir + "/config.ini", plugin_config(version));
+  copy_fixtures(dir);
   write_text(dir + "/.layerapi2_label", "plugin_" + name + "@mfserv\n");
   auto built = run_mfserv({"plugin", "build", dir, "--output", out});
   INFO(built.out << built.err);

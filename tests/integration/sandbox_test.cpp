@@ -102,7 +102,7 @@ TEST_CASE("mfserv exec runs a command in the app's sandbox and cgroup",
   }
   TempHome home;
   std::string other = home.add_plugin("other", probe_plugin());
-  home.add_plugin("probe", probe_plugin());
+  std::string probe_dir = home.add_plugin("probe", probe_plugin());
 
   auto not_running = run_mfserv({home.home_arg(), "exec", "probe/main", "--", "true"});
   CHECK(not_running.exit_code == 3);
@@ -111,7 +111,7 @@ TEST_CASE("mfserv exec runs a command in the app's sandbox and cgroup",
   int port = free_port();
   REQUIRE(home.start(port).exit_code == 0);
   auto probe = run_mfserv({home.home_arg(), "exec", "probe/main", "--", "/usr/bin/python3",
-                           source_path("tests/fixtures/sandbox_probe.py"), "other=" + other});
+                           probe_dir + "/sandbox_probe.py", "other=" + other});
   INFO(probe.err);
   REQUIRE(probe.exit_code == 0);
   auto seen = json::parse(probe.out);
@@ -155,8 +155,10 @@ TEST_CASE("stop's signal reaches the app through the sandbox's init",
   fs::create_directories(shared);
   fs::permissions(shared, fs::perms::all);
   std::string marker = fs::weakly_canonical(shared).string() + "/term.log";
-  home.add_plugin("probe", probe_plugin("writable_paths = " + fs::weakly_canonical(shared).string() +
-                                        "\n\n[custom]\nterm_marker = " + marker + "\n"));
+  home.add_plugin("probe", probe_plugin("\n[custom]\nterm_marker = " + marker + "\n"));
+  // Writable paths widen the sandbox: only the administrator's override file may set them.
+  write_text(home.path() + "/config/plugins/probe.ini",
+             "[app_main]\nwritable_paths = " + fs::weakly_canonical(shared).string() + "\n");
   REQUIRE(home.start(free_port()).exit_code == 0);
   CHECK(home.stop().exit_code == 0);
   CHECK(read_text(marker).find("SIGTERM") != std::string::npos);
@@ -169,14 +171,26 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   }
   TempHome home;
   home.add_plugin("good", probe_plugin());
-  home.add_plugin("nowhere", probe_plugin("writable_paths = /nonexistent/mfserv-data\n"));
-  home.add_plugin("nobody_here", probe_plugin("user = no-such-user-mfserv\n"));
+  home.add_plugin("nowhere", probe_plugin());
+  home.add_plugin("nobody_here", probe_plugin());
+  home.add_plugin("greedy", probe_plugin());
+  write_text(home.path() + "/config/plugins/nowhere.ini",
+             "[app_main]\nwritable_paths = /nonexistent/mfserv-data\n");
+  write_text(home.path() + "/config/plugins/nobody_here.ini",
+             "[app_main]\nuser = no-such-user-mfserv\n");
+  // A plugin granting itself root, no seccomp and a writable host is refused.
+  write_text(home.path() + "/plugins/greedy/config.ini",
+             probe_plugin("user = root\nseccomp = off\nwritable_paths = /\n"));
   int port = free_port();
   auto started = home.start(port);
   INFO(started.err);
   CHECK(started.exit_code == 4);  // some apps failed to start
   CHECK(started.err.find("/nonexistent/mfserv-data") != std::string::npos);
   CHECK(started.err.find("no-such-user-mfserv") != std::string::npos);
+  CHECK(started.err.find("sets user, seccomp, writable_paths in [app_main]: a plugin cannot "
+                         "widen its own sandbox") != std::string::npos);
+  CHECK(processes_mentioning("app_greedy_main").empty());
+  CHECK(run_mfserv({home.home_arg(), "exec", "greedy", "--", "id"}).exit_code != 0);
   CHECK(processes_mentioning("app_nowhere_main").empty());
   CHECK(processes_mentioning("app_nobody_here_main").empty());
   CHECK(http_get(port, "/good/main/").status == 200);

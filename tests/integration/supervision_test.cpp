@@ -277,9 +277,9 @@ TEST_CASE("C2 and C3: stop lets a 3 s request finish and a 1 s cleanup complete"
   fs::create_directories(shared);
   fs::permissions(shared, fs::perms::all);
   std::string marker = shared + "/term.log";
-  home.add_plugin("slow", testapp_plugin(1, "writable_paths = " + shared +
-                                                "\n\n[custom]\ncleanup_seconds = 1\n"
+  home.add_plugin("slow", testapp_plugin(1, "\n[custom]\ncleanup_seconds = 1\n"
                                                 "term_marker = " + marker + "\n"));
+  write_text(home.path() + "/config/plugins/slow.ini", "[app_main]\nwritable_paths = " + shared + "\n");
   int port = free_port();
   REQUIRE(home.start(port).exit_code == 0);
   HttpResponse long_request;

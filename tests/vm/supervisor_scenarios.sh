@@ -76,7 +76,8 @@ subtree_pids() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null | sort 
 # A home with three plugins:
 #   work: two forkers (a process tree each), a double-forker (a setsid'd daemon that leaves
 #         its parent) and busybox sh, memory_max on the app, worker_memory_max on the shell;
-#   hog:  allocates 128M under a 32M memory_max: killed by the kernel, reported as oom;
+#   hog:  allocates 128M under a 32M memory_max, 2 s after it started (so that `run --detach`
+#         sees it start): killed by the kernel, reported as oom;
 #   site: a static app (numprocesses = 0) served by nginx.
 make_home() {
   home=$1
@@ -111,7 +112,7 @@ EOF
   cat >"$home/plugins/hog/config.ini" <<EOF
 $general
 [extra_daemon_hog]
-_cmd_and_args = $programs/mfserv_test_hog 128 4
+_cmd_and_args = /bin/sh -c 'sleep 2; exec $programs/mfserv_test_hog 128 4'
 memory_max = 32M
 graceful_timeout = 2
 EOF
@@ -136,7 +137,7 @@ start_home() {
     [ -f "$home/log/mfserv.log" ] && tail -n 20 "$home/log/mfserv.log"
     return
   fi
-  set -- $(ps_row "$home" work extra_daemon_tree 1)
+  set -- $(ps_row "$home" work tree 1)
   instance_dir=$cg$(dirname "$(dirname "$(dirname "$8")")")
   case "$instance_dir" in
     "$cg$base"/mfserv/?*) ;;
@@ -150,7 +151,7 @@ check_running() {
   rows=$(ps_rows "$home")
   expected="tree:1 tree:2 daemon:1 shell:1"
   for entry in $expected; do
-    app=extra_daemon_${entry%%:*}
+    app=${entry%%:*}
     worker=${entry##*:}
     row=$(ps_row "$home" work "$app" "$worker")
     set -- $row
@@ -171,19 +172,21 @@ check_leaves() {
     [ "$plugin" = hog ] && continue  # restarted by the OOM scenario at any moment
     actual=$(cat "/proc/$pid/cgroup" 2>/dev/null)
     case "$cgroup" in
-      "$base"/mfserv/*/"$plugin/$app/w$worker") ;;
+      "$base"/mfserv/*/"$plugin/extra_daemon_$app/w$worker") ;;
       *) echo "cgroup of $plugin/$app w$worker in ps: $cgroup" ;;
     esac
     [ "$actual" = "0::$cgroup" ] || echo "/proc/$pid/cgroup of $plugin/$app w$worker: '$actual', ps says $cgroup"
     grep -qx "$pid" "$cg$cgroup/cgroup.procs" || echo "$pid not in $cg$cgroup/cgroup.procs"
   done >/tmp/leaves.err
   [ -s /tmp/leaves.err ] && fail "$(cat /tmp/leaves.err)"
+  n=$(echo "$rows" | awk '$1 == "daemon" && $2 == "work"' | wc -l)
+  [ "$n" -eq 4 ] || fail "ps lists $n workers of work, expected 4"
   # The tree of each forker (the sandbox's init, the program, its 2 children) and the
   # double-forker's escaped grandchild stay in their leaf.
-  set -- $(ps_row "$home" work extra_daemon_tree 1)
+  set -- $(ps_row "$home" work tree 1)
   wait_for 20 leaf_holds "$cg$8" 4 ||
     fail "work/extra_daemon_tree w1: $(wc -l <"$cg$8/cgroup.procs") processes in its leaf, expected 4"
-  set -- $(ps_row "$home" work extra_daemon_daemon 1)
+  set -- $(ps_row "$home" work daemon 1)
   wait_for 20 leaf_holds "$cg$8" 3 ||
     fail "the double-forker's leaf: $(wc -l <"$cg$8/cgroup.procs") processes, expected 3 (init, program, grandchild)"
   set -- $(echo "$rows" | awk '$1 == "nginx"')
@@ -200,7 +203,7 @@ check_leaves() {
 }
 
 check_limits() {
-  set -- $(ps_row "$home" work extra_daemon_tree 1)
+  set -- $(ps_row "$home" work tree 1)
   app_dir=$cg$(dirname "$8")
   [ "$(cat "$app_dir/memory.max")" = $((48 * 1024 * 1024)) ] ||
     fail "$app_dir/memory.max is $(cat "$app_dir/memory.max"), expected 48M"
@@ -210,28 +213,28 @@ check_limits() {
     [ "$(cat "$app_dir/memory.swap.max")" = 0 ] ||
       fail "$app_dir/memory.swap.max is $(cat "$app_dir/memory.swap.max")"
   fi
-  set -- $(ps_row "$home" work extra_daemon_shell 1)
+  set -- $(ps_row "$home" work shell 1)
   [ "$(cat "$cg$8/memory.max")" = $((24 * 1024 * 1024)) ] ||
     fail "$cg$8/memory.max (worker_memory_max) is $(cat "$cg$8/memory.max")"
   [ "${10}" = $((24 * 1024 * 1024)) ] || fail "ps worker_memory_limit of work/extra_daemon_shell: ${10}"
 }
 
 hog_reported_oom() {
-  set -- $(ps_row "$home" hog extra_daemon_hog 1)
+  set -- $(ps_row "$home" hog hog 1)
   [ "$7" = oom ]
 }
 
 check_oom() {
   if ! wait_for 60 hog_reported_oom; then
-    fail "hog/extra_daemon_hog not reported as oom: '$(ps_row "$home" hog extra_daemon_hog 1)'"
+    fail "hog/extra_daemon_hog not reported as oom: '$(ps_row "$home" hog hog 1)'"
     return
   fi
-  set -- $(ps_row "$home" hog extra_daemon_hog 1)
+  set -- $(ps_row "$home" hog hog 1)
   kills=$(awk '$1 == "oom_kill" { print $2 }' "$cg$(dirname "$8")/memory.events")
   [ "${kills:-0}" -ge 1 ] || fail "memory.events oom_kill of hog's app: '$kills'"
   grep -q 'oom' "$home/log/mfserv.log" || fail "no oom in mfserv.log"
   # Its neighbours kept running.
-  set -- $(ps_row "$home" work extra_daemon_shell 1)
+  set -- $(ps_row "$home" work shell 1)
   [ "$6" = running ] || fail "work/extra_daemon_shell: $6 after the hog's OOM"
 }
 
@@ -245,6 +248,23 @@ check_stop() {
   [ -e "$cg$base/mfserv" ] && fail "left behind: $cg$base/mfserv"
   left=$(ps -o pid,comm | awk '$2 ~ /nginx|mfserv_test|mfserv/ { print }')
   [ -n "$left" ] && fail "processes left: $left"
+}
+
+# `mfserv check --json` through PREFIX...: v2, the delegation as expected, nothing missing
+# (the port is held by this home's running supervisor).
+check_check() {
+  out=$("$@" "$mfserv" --home "$home" check --json --port "$port" 2>&1)
+  status=$?
+  [ $status -eq 0 ] || fail "check exited $status: $(echo "$out" | sed -n '/"missing": \[$/,/\]/p')"
+  echo "$out" | grep -q '"layout": "v2"' || fail "check: layout is not v2"
+  echo "$out" | grep -q '"memory"' || fail "check: no memory controller"
+  if [ -n "$base" ]; then
+    echo "$out" | grep -q '"delegated": true' || fail "check: not delegated"
+    echo "$out" | grep -q "\"base\": \"$base\"" || fail "check: base is not $base"
+  else
+    echo "$out" | grep -q '"delegated": false' || fail "check: delegated at the root"
+  fi
+  echo "$out" | grep -q "in use by this home's running mfserv" || fail "check: port $port not seen as ours"
 }
 
 # --- delegated shape ----------------------------------------------------------------------
@@ -292,7 +312,10 @@ if [ -z "$why" ]; then
   scenario "v2 root: each worker in its own leaf (/proc/PID/cgroup = ps cgroup)" check_leaves
   scenario "v2 root: memory_max, worker_memory_max, pids_max, swap 0 in the kernel files" check_limits
   scenario "v2 root: a memory hog is OOM-killed and reported as oom" check_oom
+  scenario "v2 root: mfserv check reports v2, no delegation, nothing missing" check_check
   scenario "v2 root: stop leaves no process and no cgroup" check_stop
+else
+  "$mfserv" --home "$home" stop >/dev/null 2>&1
 fi
 
 echo "== vm: mfserv supervisor in a delegated mfserv.slice/mfserv.service"
@@ -313,6 +336,11 @@ before=$(snapshot)
 in_service() {
   sh -c 'echo $$ >'"$service"'/cgroup.procs && exec env MFSERV_CGROUP_DELEGATED=1 "$@"' sh "$@"
 }
+# A process of the service started later (`mfserv check`): in the supervisor's leaf.
+in_leaf() {
+  sh -c 'echo $$ >'"$service"'/supervisor/cgroup.procs && exec env MFSERV_CGROUP_DELEGATED=1 "$@"' \
+    sh "$@"
+}
 scenario "delegated: run --detach returns with every worker started" start_home in_service
 if [ -z "$why" ]; then
   scenario "delegated: the supervisor moved itself into <service>/supervisor" check_supervisor_leaf
@@ -320,7 +348,11 @@ if [ -z "$why" ]; then
   scenario "delegated: workers in leaves under <service>/mfserv/" check_leaves
   scenario "delegated: limits in the kernel files" check_limits
   scenario "delegated: a memory hog is OOM-killed and reported as oom" check_oom
+  scenario "delegated: mfserv check in <service>/supervisor reports the delegation" \
+    check_check in_leaf
   scenario "delegated: stop leaves no process and no cgroup" check_stop
   scenario "delegated: nothing above mfserv.service changed" check_nothing_above
+else
+  "$mfserv" --home "$home" stop >/dev/null 2>&1
 fi
 exit $failed

@@ -1,0 +1,905 @@
+#!/usr/bin/python3
+"""Supervision benchmark (issue 5): mfserv vs supervisord managing the same gunicorn workers.
+
+N plugins x 1 app x 2 workers of a tiny WSGI app on gunicorn ("ok"), first under mfserv, then
+the same 2N processes under Debian's supervisord. Measured for each: time from launch to ready,
+supervisor RSS, CPU and wakeups at idle, restart latency after kill -9 of one worker. While
+mfserv runs: wrk through mfserv's nginx vs a hand-written nginx.conf in front of the same two
+gunicorn sockets. Prints figures and ratios against the issue's targets; asserts nothing.
+
+Run through scripts/bench-supervision (it installs supervisor and wrk, and builds mfserv).
+Everything lives in one temporary folder; every process started is stopped at the end.
+Network: 127.0.0.1 and unix sockets only; every wait is bounded.
+"""
+
+import argparse
+import errno
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REQUEST = b"GET / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bench-supervision\r\n\r\n"
+RETRY_S = 0.010  # every poll of this benchmark: 10 ms
+
+# The app answers "ok" and names the process that answered (X-Worker-Token, drawn when gunicorn
+# imports the app in its worker), so that a restart is only counted once a *new* process answers.
+WSGI_APP = '''import os
+import uuid
+
+TOKEN = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:12])
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2"),
+                              ("X-Worker-Token", TOKEN)])
+    return [b"ok"]
+'''
+
+PLUGIN_CONFIG = """[general]
+_version = 1.0.0
+_release = 1
+_summary = supervision benchmark app {index}
+_license = BSD-3-Clause
+_url = https://example.invalid/{name}
+_maintainer = bench-supervision
+_vendor = mfserv
+
+[app_main]
+_cmd_and_args = {command}
+numprocesses = 2
+"""
+
+GUNICORN = "/usr/bin/python3 -m gunicorn --workers 1 --bind unix:{socket} wsgi:app"
+
+
+def now():
+    return time.monotonic()
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------
+# /proc
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])  # utime + stime (fields 14 and 15), every thread
+
+
+def ctxt_switches(pid):
+    """(voluntary, nonvoluntary) summed over every thread of pid."""
+    voluntary = nonvoluntary = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        nonvoluntary += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return voluntary, nonvoluntary
+
+
+def thread_count(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def idle_sample(pid, seconds):
+    ticks0, (vol0, inv0), t0 = cpu_ticks(pid), ctxt_switches(pid), now()
+    time.sleep(seconds)
+    ticks1, (vol1, inv1), t1 = cpu_ticks(pid), ctxt_switches(pid), now()
+    elapsed = t1 - t0
+    return {
+        "rss_kib": rss_kib(pid),
+        "threads": thread_count(pid),
+        "ticks": ticks1 - ticks0,
+        "voluntary": vol1 - vol0,
+        "nonvoluntary": inv1 - inv0,
+        "wakeups_per_s": (vol1 - vol0 + inv1 - inv0) / elapsed,
+        "seconds": elapsed,
+    }
+
+
+def processes_mentioning(text):
+    """Pids whose command line contains text (our unique temporary folder)."""
+    found = []
+    needle = text.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def kill_pids(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ------------------------------------------------------------------------------------------
+# HTTP on unix sockets
+
+
+def parse_answer(data):
+    """(ok, token) of a raw HTTP/1.0 response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not lines or not re.match(rb"HTTP/1\.[01] 200 ", lines[0] + b" ") or body != b"ok":
+        return False, None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-worker-token":
+            return True, value.strip().decode()
+    return True, None
+
+
+def get_token(path, timeout=10.0):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(REQUEST)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    ok, token = parse_answer(data)
+    if not ok:
+        raise RuntimeError(f"{path} answered {data[:80]!r}")
+    return token
+
+
+def wait_answers(paths, t0, deadline, stale=frozenset(), attempt_s=30.0):
+    """Time (s since t0) at which each path first answers 200 "ok" from a process whose token is
+    not in stale. One request in flight per path; a refused/missing socket, a closed connection
+    or a stale answer is retried 10 ms later. A connection that waits in the backlog (a
+    supervisor-owned socket while its worker restarts) is answered as soon as a worker accepts."""
+    selector = selectors.DefaultSelector()
+    pending = set(paths)
+    next_try = {p: t0 for p in paths}
+    inflight = {}  # path -> [socket, buffer, started]
+    answered = {}
+    retries = {p: 0 for p in paths}
+
+    def retry(path):
+        entry = inflight.pop(path, None)
+        if entry:
+            selector.unregister(entry[0])
+            entry[0].close()
+        retries[path] += 1
+        next_try[path] = now() + RETRY_S
+
+    def start(path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            s.connect(path)
+            s.send(REQUEST)
+        except OSError:  # ENOENT, ECONNREFUSED, EAGAIN (backlog full)...
+            s.close()
+            retries[path] += 1
+            next_try[path] = now() + RETRY_S
+            return
+        inflight[path] = [s, b"", now()]
+        selector.register(s, selectors.EVENT_READ, path)
+
+    try:
+        while pending and now() < deadline:
+            t = now()
+            for path in list(pending):
+                if path not in inflight and next_try[path] <= t:
+                    start(path)
+            waits = [next_try[p] for p in pending if p not in inflight]
+            waits += [e[2] + attempt_s for e in inflight.values()]
+            wake = min(waits + [deadline])
+            for key, _ in selector.select(max(0.0, min(wake - now(), 0.5))):
+                path = key.data
+                s, buffer, _ = inflight[path]
+                try:
+                    chunk = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    retry(path)
+                    continue
+                if chunk:
+                    inflight[path][1] = buffer + chunk
+                    continue
+                ok, token = parse_answer(buffer)
+                if ok and token not in stale:
+                    answered[path] = now() - t0
+                    pending.discard(path)
+                    entry = inflight.pop(path)
+                    selector.unregister(entry[0])
+                    entry[0].close()
+                else:
+                    retry(path)
+            t = now()
+            for path in [p for p, e in inflight.items() if t - e[2] > attempt_s]:
+                retry(path)
+    finally:
+        for s, _, _ in inflight.values():
+            selector.unregister(s)
+            s.close()
+        selector.close()
+    return answered
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_pid_gone(pid, timeout):
+    deadline = now() + timeout
+    while now() < deadline:
+        if not os.path.exists(f"/proc/{pid}"):
+            return True
+        try:  # reap it if it is our child
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def run_wrk(url, seconds, threads, connections):
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(1).strip() if errors else "",
+        "raw": out,
+    }
+
+
+def restart_series(tool, http_targets, state_targets, lookup, args, orphans=None):
+    """kill -9 each target's pid once. http_targets: time until its socket answers from a new
+    process (the token changed). state_targets: time until the tool shows a new pid, and until
+    it shows it running, polled every 10 ms through the tool's own API. lookup(key) gives
+    (pid, running, socket path)."""
+    results = {"http": [], "new_pid": [], "running": []}
+    for mode, targets in (("http", http_targets), ("state", state_targets)):
+        for key, label in targets:
+            old_pid, _, path = lookup(key)
+            old_token = get_token(path)
+            if orphans is not None:  # gunicorn's worker outlives its master killed by -9
+                orphans += children_of(old_pid)
+            t0 = now()
+            os.kill(old_pid, signal.SIGKILL)
+            if mode == "http":
+                got = wait_answers([path], t0, t0 + args.restart_timeout, stale={old_token})
+                results["http"].append(got.get(path))
+                log(f"{tool}: kill -9 {label} (pid {old_pid}): a new process answers on its "
+                    f"socket after {fmt_ms(got.get(path))}")
+            else:
+                new_pid = running = None
+                deadline = t0 + args.restart_timeout
+                while now() < deadline:
+                    try:
+                        pid, is_running, _ = lookup(key)
+                    except Exception:  # noqa: BLE001 - a failed look-up counts as a miss
+                        pid, is_running = old_pid, False
+                    if pid not in (old_pid, 0, -1):
+                        new_pid = new_pid if new_pid is not None else now() - t0
+                        if is_running:
+                            running = now() - t0
+                            break
+                    time.sleep(RETRY_S)
+                results["new_pid"].append(new_pid)
+                results["running"].append(running)
+                log(f"{tool}: kill -9 {label} (pid {old_pid}): a new pid shows after "
+                    f"{fmt_ms(new_pid)}, running after {fmt_ms(running)}")
+            time.sleep(args.between_kills)
+    return results
+
+
+# ------------------------------------------------------------------------------------------
+# the benchmark
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.mfserv_bin = os.path.abspath(args.mfserv)
+        self.root = tempfile.mkdtemp(prefix="mfserv-bench-supervision-")
+        os.chmod(self.root, 0o755)
+        self.home = os.path.join(self.root, "home")
+        self.src = os.path.join(self.root, "src")
+        self.sv = os.path.join(self.root, "supervisord")
+        self.hand = os.path.join(self.root, "nginx-hand")
+        self.plugins = [f"plugin{i}" for i in range(1, args.plugins + 1)]
+        self.port = args.port or free_port()
+        self.hand_port = args.hand_port or free_port()
+        self.mfserv_running = False
+        self.supervisord = None
+        self.hand_nginx_pid = None
+        self.orphans = []
+        self.results = {}
+
+    # -- mfserv ---------------------------------------------------------------------------
+    def mfserv(self, *args, timeout=120):
+        return subprocess.run([self.mfserv_bin, "--home", self.home, *args], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def ps(self):
+        result = self.mfserv("ps", "--json", timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"mfserv ps --json: {result.stderr.strip()}")
+        return json.loads(result.stdout)
+
+    def mfserv_socket(self, plugin, worker):
+        return f"{self.home}/run/sockets/app_{plugin}_main_{worker}.socket"
+
+    def generate(self):
+        log(f"generating {len(self.plugins)} plugins x 2 gunicorn workers in {self.root}")
+        for index, name in enumerate(self.plugins, 1):
+            app_dir = os.path.join(self.src, name, "main")
+            os.makedirs(app_dir)
+            with open(os.path.join(self.src, name, "config.ini"), "w") as f:
+                f.write(PLUGIN_CONFIG.format(index=index, name=name,
+                                             command=GUNICORN.format(socket="{unix_socket_path}")))
+            with open(os.path.join(app_dir, "wsgi.py"), "w") as f:
+                f.write(WSGI_APP)
+        for dirpath, dirnames, filenames in os.walk(self.src):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        for name in self.plugins:
+            result = self.mfserv("plugin", "develop", os.path.join(self.src, name))
+            if result.returncode != 0:
+                raise RuntimeError(f"plugin develop {name}: {result.stderr.strip()}")
+
+    def mfserv_phase(self):
+        paths = [self.mfserv_socket(p, w) for p in self.plugins for w in (1, 2)]
+        log(f"mfserv: run --detach --port {self.port} ({len(paths)} workers)")
+        t0 = now()
+        proc = subprocess.Popen([self.mfserv_bin, "--home", self.home, "run", "--detach",
+                                 "--port", str(self.port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.mfserv_running = True
+        detach = {}
+
+        def waiter():
+            out, err = proc.communicate(timeout=self.args.start_timeout)
+            detach.update(t=now() - t0, rc=proc.returncode, out=out.strip(), err=err.strip())
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        answered = wait_answers(paths, t0, t0 + self.args.start_timeout)
+        thread.join(self.args.start_timeout + 10)
+        log(f"mfserv: run --detach returned after {detach.get('t', float('nan')):.2f} s "
+            f"(exit {detach.get('rc')}): {detach.get('out', '')} {detach.get('err', '')}")
+        log(f"mfserv: {len(answered)}/{len(paths)} sockets answered, last after "
+            f"{max(answered.values(), default=float('nan')):.2f} s")
+        ps = self.ps()
+        sockets = {r["socket"] for r in ps["processes"]}
+        if sockets != set(paths):
+            log(f"mfserv: WARNING: ps --json lists other sockets than expected ({len(sockets)})")
+        states = {}
+        for row in ps["processes"]:
+            states[row["state"]] = states.get(row["state"], 0) + 1
+        log(f"mfserv: worker states {states}")
+        pid = ps["service"]["pid"]
+        r = self.results
+        r["mf_detach_s"] = detach.get("t")
+        r["mf_sockets_s"] = max(answered.values()) if len(answered) == len(paths) else None
+        r["mf_answered"] = len(answered)
+        r["mf_workers"] = len(paths)
+
+        log(f"mfserv: supervisor pid {pid}; settling {self.args.settle} s, then idle for "
+            f"{self.args.idle} s")
+        time.sleep(self.args.settle)
+        r["mf_idle"] = idle_sample(pid, self.args.idle)
+        log(f"mfserv: idle {r['mf_idle']}")
+        self.mfserv_pid = pid
+
+        # Restart latency, measured twice on different workers (no backoff carried over, and
+        # the ps polling of one series cannot slow down the restart the other one times).
+        ps_durations = []
+
+        def lookup(key):
+            plugin, worker = key
+            started = now()
+            rows = self.ps()["processes"]
+            ps_durations.append(now() - started)
+            row = next(x for x in rows if x["plugin"] == plugin and x["worker"] == worker)
+            return row["pid"], row["state"] == "running", row["socket"]
+
+        idle_calls = []
+        for _ in range(5):
+            started = now()
+            self.ps()
+            idle_calls.append(now() - started)
+        r["mf_ps_idle_call_s"] = median(idle_calls)
+        targets = self.kill_targets()
+        r["mf_kills"] = restart_series("mfserv", [((p, 1), f"{p}/main w1") for p in targets],
+                                       [((p, 2), f"{p}/main w2") for p in targets], lookup,
+                                       self.args)
+        r["mf_ps_call_s"] = median(ps_durations)
+        r["mf_rss_after_kills_kib"] = rss_kib(pid)
+
+    def kill_targets(self):
+        return [self.plugins[(k * len(self.plugins)) // self.args.kills] for k in
+                range(self.args.kills)]
+
+    # -- throughput -----------------------------------------------------------------------
+    def hand_nginx_conf(self):
+        os.makedirs(os.path.join(self.hand, "tmp"), exist_ok=True)
+        os.chmod(self.hand, 0o755)
+        sockets = [self.mfserv_socket(self.plugins[0], w) for w in (1, 2)]
+        # Same worker count as mfserv's nginx, so that only the configuration differs.
+        workers = "auto"
+        with open(os.path.join(self.home, "run", "nginx.conf")) as f:
+            m = re.search(r"^worker_processes\s+(\S+);", f.read(), re.M)
+            if m:
+                workers = m.group(1)
+        servers = "\n".join(f"        server unix:{s};" for s in sockets)
+        conf = f"""# hand-written: one upstream (least_conn) with the two sockets, proxy_pass
+user www-data;
+worker_processes {workers};
+pid {self.hand}/nginx.pid;
+error_log {self.hand}/error.log warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log {self.hand}/access.log;
+    client_body_temp_path {self.hand}/tmp/client_body;
+    proxy_temp_path {self.hand}/tmp/proxy;
+    fastcgi_temp_path {self.hand}/tmp/fastcgi;
+    uwsgi_temp_path {self.hand}/tmp/uwsgi;
+    scgi_temp_path {self.hand}/tmp/scgi;
+
+    upstream app {{
+        least_conn;
+{servers}
+    }}
+
+    server {{
+        listen 127.0.0.1:{self.hand_port};
+        location / {{
+            proxy_pass http://app;
+        }}
+    }}
+}}
+"""
+        path = os.path.join(self.hand, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        return path
+
+    def throughput_phase(self):
+        conf = self.hand_nginx_conf()
+        result = subprocess.run(["nginx", "-c", conf, "-p", self.hand], capture_output=True,
+                                text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"hand-written nginx: {result.stderr.strip()}")
+        deadline = now() + 10
+        while now() < deadline and self.hand_nginx_pid is None:
+            try:
+                with open(os.path.join(self.hand, "nginx.pid")) as f:
+                    self.hand_nginx_pid = int(f.read().strip())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        urls = {
+            "mfserv": f"http://127.0.0.1:{self.port}/{self.plugins[0]}/main/",
+            "hand": f"http://127.0.0.1:{self.hand_port}/{self.plugins[0]}/main/",
+        }
+        for name, url in urls.items():
+            check = subprocess.run(["curl", "-s", "--max-time", "5", url], capture_output=True,
+                                   text=True, timeout=10)
+            if check.stdout != "ok":
+                raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url}")
+            run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
+        runs = {"mfserv": [], "hand": []}
+        for round_ in range(self.args.wrk_rounds):
+            for name in ("mfserv", "hand"):
+                w = run_wrk(urls[name], self.args.wrk_seconds, self.args.wrk_threads,
+                            self.args.wrk_connections)
+                runs[name].append(w)
+                log(f"throughput round {round_ + 1}: {name:6} {w['rps']:9.1f} req/s "
+                    f"non-2xx {w['non2xx']} socket errors [{w['errors'] or 'none'}]")
+        self.results["throughput"] = runs
+        self.stop_hand_nginx()
+
+    def stop_hand_nginx(self):
+        if self.hand_nginx_pid is None:
+            return
+        subprocess.run(["nginx", "-c", os.path.join(self.hand, "nginx.conf"), "-p", self.hand,
+                        "-s", "quit"], capture_output=True, timeout=30)
+        if not wait_pid_gone(self.hand_nginx_pid, 15):
+            kill_pids(children_of(self.hand_nginx_pid) + [self.hand_nginx_pid])
+            wait_pid_gone(self.hand_nginx_pid, 5)
+        self.hand_nginx_pid = None
+
+    def stop_mfserv(self):
+        if not self.mfserv_running:
+            return
+        log("mfserv: stop")
+        result = self.mfserv("stop", timeout=300)
+        if result.returncode != 0:
+            log(f"mfserv stop: exit {result.returncode}: {result.stderr.strip()}")
+        self.mfserv_running = False
+        leftovers = processes_mentioning(self.home)
+        if leftovers:
+            log(f"mfserv: WARNING: processes left after stop: {leftovers}; killing them")
+            kill_pids(leftovers)
+
+    # -- supervisord ----------------------------------------------------------------------
+    def sv_socket(self, plugin, worker):
+        return f"{self.sv}/sockets/{plugin}_w{worker}.socket"
+
+    def supervisord_conf(self):
+        os.makedirs(os.path.join(self.sv, "sockets"))
+        os.makedirs(os.path.join(self.sv, "logs"))
+        lines = [
+            "[unix_http_server]",
+            f"file={self.sv}/supervisor.sock",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            f"logfile={self.sv}/supervisord.log",
+            f"pidfile={self.sv}/supervisord.pid",
+            f"childlogdir={self.sv}/logs",
+            "minfds=8192",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.sv}/supervisor.sock",
+            "",
+        ]
+        for plugin in self.plugins:
+            for worker in (1, 2):
+                lines += [
+                    f"[program:{plugin}_w{worker}]",
+                    "command=" + GUNICORN.format(socket=self.sv_socket(plugin, worker)),
+                    f"directory={self.src}/{plugin}/main",
+                    "autorestart=true",
+                    "startsecs=1",
+                    "redirect_stderr=true",
+                    f"stdout_logfile={self.sv}/logs/{plugin}_w{worker}.log",
+                    "",
+                ]
+        path = os.path.join(self.sv, "supervisord.conf")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        return path
+
+    def rpc(self):
+        from supervisor.xmlrpc import SupervisorTransport
+        transport = SupervisorTransport(None, None, f"unix://{self.sv}/supervisor.sock")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def supervisord_phase(self):
+        conf = self.supervisord_conf()
+        names = [f"{p}_w{w}" for p in self.plugins for w in (1, 2)]
+        paths = [self.sv_socket(p, w) for p in self.plugins for w in (1, 2)]
+        log(f"supervisord: supervisord -c {conf} -n ({len(names)} programs)")
+        out = open(os.path.join(self.sv, "supervisord.out"), "w")
+        t0 = now()
+        self.supervisord = subprocess.Popen(["supervisord", "-c", conf, "-n"], stdout=out,
+                                            stderr=subprocess.STDOUT)
+        out.close()
+        running = {}
+
+        def poll_running():  # all RUNNING, polled over XML-RPC every 100 ms (supervisorctl's API)
+            deadline = t0 + self.args.start_timeout
+            proxy = None
+            while now() < deadline:
+                try:
+                    proxy = proxy or self.rpc()
+                    infos = proxy.supervisor.getAllProcessInfo()
+                    count = sum(1 for i in infos if i["statename"] == "RUNNING")
+                    running["count"] = count
+                    if count == len(names):
+                        running["t"] = now() - t0
+                        return
+                except (OSError, xmlrpc.client.Error):
+                    proxy = None
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=poll_running)
+        thread.start()
+        answered = wait_answers(paths, t0, t0 + self.args.start_timeout)
+        thread.join(self.args.start_timeout + 10)
+        slow = sorted(answered.items(), key=lambda kv: -kv[1])[:3]
+        log(f"supervisord: slowest sockets {[(os.path.basename(k), round(v, 2)) for k, v in slow]}")
+        log(f"supervisord: {len(answered)}/{len(paths)} sockets answered, last after "
+            f"{max(answered.values(), default=float('nan')):.2f} s; all RUNNING after "
+            f"{running.get('t', float('nan')):.2f} s ({running.get('count', 0)} RUNNING)")
+        r = self.results
+        r["sv_sockets_s"] = max(answered.values()) if len(answered) == len(paths) else None
+        r["sv_running_s"] = running.get("t")
+        r["sv_answered"] = len(answered)
+        pid = self.supervisord.pid
+        log(f"supervisord: pid {pid}; settling {self.args.settle} s, then idle for "
+            f"{self.args.idle} s")
+        time.sleep(self.args.settle)
+        r["sv_idle"] = idle_sample(pid, self.args.idle)
+        log(f"supervisord: idle {r['sv_idle']}")
+
+        rpc_by_thread = threading.local()
+
+        def lookup(name):
+            if getattr(rpc_by_thread, "proxy", None) is None:
+                rpc_by_thread.proxy = self.rpc()
+            info = rpc_by_thread.proxy.supervisor.getProcessInfo(name)
+            plugin, _, worker = name.rpartition("_w")
+            return info["pid"], info["statename"] == "RUNNING", self.sv_socket(plugin, int(worker))
+
+        targets = self.kill_targets()
+        r["sv_kills"] = restart_series("supervisord", [(f"{p}_w1", f"{p}_w1") for p in targets],
+                                       [(f"{p}_w2", f"{p}_w2") for p in targets], lookup,
+                                       self.args, orphans=self.orphans)
+        r["sv_rss_after_kills_kib"] = rss_kib(pid)
+
+    def stop_supervisord(self):
+        if self.supervisord is None:
+            return
+        log("supervisord: shutdown")
+        subprocess.run(["supervisorctl", "-c", os.path.join(self.sv, "supervisord.conf"),
+                        "shutdown"], capture_output=True, timeout=60)
+        try:
+            self.supervisord.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            kill_pids(children_of(self.supervisord.pid) + [self.supervisord.pid])
+            self.supervisord.wait(timeout=10)
+        self.supervisord = None
+
+    def cleanup(self):
+        for step in (self.stop_hand_nginx, self.stop_mfserv, self.stop_supervisord):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - clean up as much as possible
+                log(f"cleanup: {step.__name__}: {e}")
+        kill_pids([p for p in self.orphans if os.path.exists(f"/proc/{p}")])
+        leftovers = processes_mentioning(self.root)
+        if leftovers:
+            log(f"cleanup: killing leftover processes {leftovers}")
+            kill_pids(leftovers)
+            for pid in leftovers:
+                wait_pid_gone(pid, 5)
+        if self.args.keep:
+            log(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- report ---------------------------------------------------------------------------
+    def report(self):
+        r = self.results
+        n = r.get("mf_workers", 2 * len(self.plugins))
+        rows = []
+
+        def ratio(a, b):
+            return a / b if a is not None and b not in (None, 0) else None
+
+        def add(metric, mf, sv, unit, target, met, digits=2):
+            rows.append((metric, num(mf, digits, unit), num(sv, digits, unit),
+                         num(ratio(mf, sv), 3, ""), target, met))
+
+        add(f"start -> all {n} sockets answer HTTP", r.get("mf_sockets_s"), r.get("sv_sockets_s"),
+            " s", "-", "-")
+        add("start -> ready as reported (run --detach / all RUNNING)", r.get("mf_detach_s"),
+            r.get("sv_running_s"), " s", "-", "-")
+        mi, si = r.get("mf_idle", {}), r.get("sv_idle", {})
+        mf_rss = mi.get("rss_kib", 0) / 1024 if mi else None
+        sv_rss = si.get("rss_kib", 0) / 1024 if si else None
+        rss_ratio = ratio(mf_rss, sv_rss)
+        add("idle RSS of the supervisor process", mf_rss, sv_rss, " MiB", "ratio <= 0.200",
+            yes_no(rss_ratio is not None and rss_ratio <= 0.2))
+        add(f"idle CPU ticks / {self.args.idle} s (utime+stime, {CLK_TCK} Hz)", mi.get("ticks"),
+            si.get("ticks"), "", "-", "-", 0)
+        add(f"idle wakeups/s (ctxt switches / {self.args.idle} s)", mi.get("wakeups_per_s"),
+            si.get("wakeups_per_s"), "", "mfserv 0 (no timer armed)",
+            yes_no(mi.get("wakeups_per_s") == 0) if mi else "-")
+        def series(prefix, field):
+            values = [v for v in r.get(prefix + "_kills", {}).get(field, []) if v is not None]
+            return values, (median(values) * 1000 if values else None)
+
+        def attempted(prefix, field):
+            return len(r.get(prefix + "_kills", {}).get(field, []))
+
+        mk, mf_restart = series("mf", "http")
+        sk, sv_restart = series("sv", "http")
+        restart_ratio = ratio(mf_restart, sv_restart)
+        add(f"restart: kill -9 -> socket answers from a new process (median, "
+            f"{len(mk)}/{attempted('mf', 'http')} vs {len(sk)}/{attempted('sv', 'http')} kills)",
+            mf_restart, sv_restart, " ms", "ratio < 1",
+            yes_no(restart_ratio is not None and restart_ratio < 1), 0)
+        _, mf_new = series("mf", "new_pid")
+        _, sv_new = series("sv", "new_pid")
+        add("restart: kill -9 -> a new pid shows (ps --json / getProcessInfo, 10 ms polls)",
+            mf_new, sv_new, " ms", "-", "-", 0)
+        mr, mf_run = series("mf", "running")
+        sr, sv_run = series("sv", "running")
+        add(f"restart: kill -9 -> shown running (ps: probe answered / RUNNING: startsecs=1)",
+            mf_run, sv_run, " ms", "-", "-", 0)
+
+        header = ("metric", "mfserv", "supervisord", "ratio", "target", "met")
+        widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(6)]
+        line = "  ".join("{:<%d}" % w for w in widths)
+        print()
+        print(f"== mfserv vs supervisord: {len(self.plugins)} apps x 2 gunicorn workers ==")
+        print(line.format(*header))
+        print(line.format(*["-" * w for w in widths]))
+        for row in rows:
+            print(line.format(*row))
+
+        tp = r.get("throughput")
+        if tp:
+            best_mf = max(w["rps"] for w in tp["mfserv"])
+            best_hand = max(w["rps"] for w in tp["hand"])
+            tr = ratio(best_mf, best_hand)
+            print()
+            print(f"== throughput: wrk -t{self.args.wrk_threads} -c{self.args.wrk_connections} "
+                  f"-d{self.args.wrk_seconds}s, /{self.plugins[0]}/main/, best of "
+                  f"{self.args.wrk_rounds} alternating ==")
+            t_rows = [("mfserv nginx", f"{best_mf:.1f} req/s",
+                       " / ".join(f"{w['rps']:.1f}" for w in tp["mfserv"])),
+                      ("hand-written nginx.conf", f"{best_hand:.1f} req/s",
+                       " / ".join(f"{w['rps']:.1f}" for w in tp["hand"]))]
+            for name, best, all_runs in t_rows:
+                print(f"{name:<24} {best:>16}   (runs: {all_runs})")
+            print(f"{'ratio mfserv/hand':<24} {num(tr, 3, ''):>16}   target >= 0.98: "
+                  f"{yes_no(tr is not None and tr >= 0.98)}")
+            bad = sum(w["non2xx"] for runs in tp.values() for w in runs)
+            print(f"non-2xx responses over all runs: {bad}")
+
+        print()
+        print("notes:")
+        if mi:
+            print(f"- mfserv idle: {mi['voluntary']} voluntary + {mi['nonvoluntary']} involuntary "
+                  f"context switches over {mi['seconds']:.1f} s, {mi['threads']} thread(s); "
+                  f"supervisord idle: {si.get('voluntary')} + {si.get('nonvoluntary')}, "
+                  f"{si.get('threads')} thread(s). Sampled after {self.args.settle} s of settling.")
+        print(f"- supervisor RSS after the {self.args.kills} kills: mfserv "
+              f"{num(r.get('mf_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}, supervisord "
+              f"{num(r.get('sv_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}. mfserv also runs "
+              "nginx (not counted above); supervisord serves no HTTP.")
+        print(f"- one `mfserv ps --json` call with {n} workers took "
+              f"{num(r.get('mf_ps_idle_call_s', 0) * 1000, 1, ' ms')} at idle, "
+              f"{num(r.get('mf_ps_call_s', 0) * 1000, 1, ' ms')} while polling a restart "
+              "(medians, CLI process included).")
+        print("- restart: a different worker is killed each time (no backoff carried over); the "
+              "socket series and the state series are separate kills (w1 and w2 of the same "
+              "apps), so that polling the tool's API does not slow the timed restart. "
+              "mfserv waits its first backoff (100 ms) before restarting and its socket keeps "
+              "queued connections; supervisord restarts an exited RUNNING program at once (its "
+              "backoff only applies to exits before startsecs), gunicorn re-binds the path, and "
+              "RUNNING is reported only after startsecs=1 s. kill -9 hits the pid each tool "
+              "reports: under mfserv that takes the whole sandbox (pid namespace) down, under "
+              "supervisord gunicorn's worker outlives its master for a while (its answers carry "
+              "the old token and are not counted).")
+        print("- readiness: mfserv's ps shows `running` only after its own HTTP probe answered; "
+              "both 'sockets answer' rows use this script's probe (10 ms retries) for both tools.")
+
+
+def num(value, digits, unit):
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def fmt_ms(seconds):
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def yes_no(flag):
+    return "yes" if flag else "no"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mfserv", required=True, help="the mfserv binary")
+    parser.add_argument("--plugins", type=int, default=100)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--idle", type=float, default=10.0, help="idle sample, seconds")
+    parser.add_argument("--settle", type=float, default=5.0, help="wait before the idle sample")
+    parser.add_argument("--between-kills", type=float, default=1.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0)
+    parser.add_argument("--restart-timeout", type=float, default=60.0)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--wrk-connections", type=int, default=32)
+    parser.add_argument("--wrk-rounds", type=int, default=2)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hand-port", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--skip-supervisord", action="store_true")
+    parser.add_argument("--mfserv-only", action="store_true",
+                        help="start mfserv with the plugins, print its home and wait for Enter")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-supervision: run as root (cgroups, nginx's user switch)")
+
+    bench = Bench(args)
+    interrupted = []
+    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(1) or sys.exit(1))
+    try:
+        bench.generate()
+        if args.mfserv_only:
+            bench.mfserv(*["run", "--detach", "--port", str(bench.port)], timeout=args.start_timeout)
+            bench.mfserv_running = True
+            print(f"home {bench.home}, port {bench.port}; Enter stops", flush=True)
+            sys.stdin.readline()
+            return
+        bench.mfserv_phase()
+        bench.throughput_phase()
+        bench.stop_mfserv()
+        if not args.skip_supervisord:
+            bench.supervisord_phase()
+            bench.stop_supervisord()
+    finally:
+        bench.cleanup()
+    bench.report()
+
+
+if __name__ == "__main__":
+    main()

@@ -213,7 +213,13 @@ std::string TempHome::add_plugin(const std::string& name, const std::string& con
 }
 
 void TempHome::add_example(const std::string& name) {
-  auto result = run_mfserv({home_arg(), "plugin", "develop", source_path("examples/" + name)});
+  // A copy in the test's own folder: nginx's workers and the sandbox reach it wherever the
+  // repository is (a 0700 or /tmp checkout included).
+  std::string dir = m_sources + "/" + name;
+  fs::copy(source_path("examples/" + name), dir,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  run_command({"chmod", "-R", "go+rX", dir});
+  auto result = run_mfserv({home_arg(), "plugin", "develop", dir});
   INFO(result.out << result.err);
   REQUIRE(result.exit_code == 0);
 }

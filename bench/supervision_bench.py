@@ -106,16 +106,74 @@ def ctxt_switches(pid):
     return voluntary, nonvoluntary
 
 
+def smaps_rollup(pid):
+    """{'Pss': kB, 'Private': kB} of pid."""
+    values = {"Pss": 0, "Private": 0}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name == "Pss":
+                values["Pss"] = int(rest.split()[0])
+            elif name in ("Private_Clean", "Private_Dirty"):
+                values["Private"] += int(rest.split()[0])
+    return values
+
+
+def same_binary_children(pid):
+    """Children of pid running the same executable (mfserv's per-worker sandbox helpers)."""
+    exe = os.readlink(f"/proc/{pid}/exe")
+    found = []
+    for child in children_of(pid):
+        try:
+            if os.readlink(f"/proc/{child}/exe") == exe:
+                found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+def memory_of(pids):
+    """Summed PSS and private memory (kB) of pids that still exist."""
+    total = {"Pss": 0, "Private": 0, "count": 0}
+    for pid in pids:
+        try:
+            values = smaps_rollup(pid)
+        except OSError:
+            continue
+        total["Pss"] += values["Pss"]
+        total["Private"] += values["Private"]
+        total["count"] += 1
+    return total
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def thread_count(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def idle_sample(pid, seconds):
+def idle_sample(pid, seconds, helpers=()):
+    def helper_switches():
+        total = 0
+        for helper in helpers:
+            try:
+                total += sum(ctxt_switches(helper))
+            except OSError:
+                pass
+        return total
+
+    h0 = helper_switches()
     ticks0, (vol0, inv0), t0 = cpu_ticks(pid), ctxt_switches(pid), now()
     time.sleep(seconds)
     ticks1, (vol1, inv1), t1 = cpu_ticks(pid), ctxt_switches(pid), now()
+    h1 = helper_switches()
     elapsed = t1 - t0
     return {
+        "pss_kib": smaps_rollup(pid)["Pss"],
+        "helper_switches": h1 - h0,
         "rss_kib": rss_kib(pid),
         "threads": thread_count(pid),
         "ticks": ticks1 - ticks0,
@@ -414,7 +472,8 @@ class Bench:
 
     def mfserv_phase(self):
         paths = [self.mfserv_socket(p, w) for p in self.plugins for w in (1, 2)]
-        log(f"mfserv: run --detach --port {self.port} ({len(paths)} workers)")
+        self.results["load_mf_start"] = loadavg()
+        log(f"mfserv: run --detach --port {self.port} ({len(paths)} workers); load {loadavg()}")
         t0 = now()
         proc = subprocess.Popen([self.mfserv_bin, "--home", self.home, "run", "--detach",
                                  "--port", str(self.port)], stdout=subprocess.PIPE,
@@ -452,7 +511,10 @@ class Bench:
         log(f"mfserv: supervisor pid {pid}; settling {self.args.settle} s, then idle for "
             f"{self.args.idle} s")
         time.sleep(self.args.settle)
-        r["mf_idle"] = idle_sample(pid, self.args.idle)
+        helpers = same_binary_children(pid)
+        r["mf_idle"] = idle_sample(pid, self.args.idle, helpers)
+        r["mf_helpers"] = memory_of(helpers)
+        r["load_mf_idle"] = loadavg()
         log(f"mfserv: idle {r['mf_idle']}")
         self.mfserv_pid = pid
 
@@ -556,6 +618,7 @@ http {{
             if check.stdout != "ok":
                 raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url}")
             run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
+        self.results["load_wrk"] = loadavg()
         runs = {"mfserv": [], "hand": []}
         for round_ in range(self.args.wrk_rounds):
             for name in ("mfserv", "hand"):
@@ -581,9 +644,13 @@ http {{
         if not self.mfserv_running:
             return
         log("mfserv: stop")
+        t0 = now()
         result = self.mfserv("stop", timeout=300)
         if result.returncode != 0:
             log(f"mfserv stop: exit {result.returncode}: {result.stderr.strip()}")
+        else:
+            self.results["mf_stop_s"] = now() - t0
+            log(f"mfserv: stopped after {now() - t0:.2f} s")
         self.mfserv_running = False
         leftovers = processes_mentioning(self.home)
         if leftovers:
@@ -641,7 +708,8 @@ http {{
         conf = self.supervisord_conf()
         names = [f"{p}_w{w}" for p in self.plugins for w in (1, 2)]
         paths = [self.sv_socket(p, w) for p in self.plugins for w in (1, 2)]
-        log(f"supervisord: supervisord -c {conf} -n ({len(names)} programs)")
+        self.results["load_sv_start"] = loadavg()
+        log(f"supervisord: supervisord -c {conf} -n ({len(names)} programs); load {loadavg()}")
         out = open(os.path.join(self.sv, "supervisord.out"), "w")
         t0 = now()
         self.supervisord = subprocess.Popen(["supervisord", "-c", conf, "-n"], stdout=out,
@@ -683,6 +751,7 @@ http {{
             f"{self.args.idle} s")
         time.sleep(self.args.settle)
         r["sv_idle"] = idle_sample(pid, self.args.idle)
+        r["load_sv_idle"] = loadavg()
         log(f"supervisord: idle {r['sv_idle']}")
 
         rpc_by_thread = threading.local()
@@ -704,10 +773,13 @@ http {{
         if self.supervisord is None:
             return
         log("supervisord: shutdown")
+        t0 = now()
         subprocess.run(["supervisorctl", "-c", os.path.join(self.sv, "supervisord.conf"),
                         "shutdown"], capture_output=True, timeout=60)
         try:
-            self.supervisord.wait(timeout=120)
+            self.supervisord.wait(timeout=300)
+            self.results["sv_stop_s"] = now() - t0
+            log(f"supervisord: exited after {now() - t0:.2f} s")
         except subprocess.TimeoutExpired:
             kill_pids(children_of(self.supervisord.pid) + [self.supervisord.pid])
             self.supervisord.wait(timeout=10)
@@ -754,6 +826,11 @@ http {{
         rss_ratio = ratio(mf_rss, sv_rss)
         add("idle RSS of the supervisor process", mf_rss, sv_rss, " MiB", "ratio <= 0.200",
             yes_no(rss_ratio is not None and rss_ratio <= 0.2))
+        helpers = r.get("mf_helpers")
+        mf_total = (mi.get("pss_kib", 0) + helpers["Pss"]) / 1024 if mi and helpers else None
+        sv_total = si.get("pss_kib", 0) / 1024 if si else None
+        add(f"idle PSS: supervisor + its {helpers['count'] if helpers else '?'} sandbox helpers "
+            "(mfserv) / supervisord", mf_total, sv_total, " MiB", "-", "-")
         add(f"idle CPU ticks / {self.args.idle} s (utime+stime, {CLK_TCK} Hz)", mi.get("ticks"),
             si.get("ticks"), "", "-", "-", 0)
         add(f"idle wakeups/s (ctxt switches / {self.args.idle} s)", mi.get("wakeups_per_s"),
@@ -781,6 +858,9 @@ http {{
         sr, sv_run = series("sv", "running")
         add(f"restart: kill -9 -> shown running (ps: probe answered / RUNNING: startsecs=1)",
             mf_run, sv_run, " ms", "-", "-", 0)
+
+        add("stop everything (mfserv stop / supervisorctl shutdown until supervisord exits)",
+            r.get("mf_stop_s"), r.get("sv_stop_s"), " s", "-", "-")
 
         header = ("metric", "mfserv", "supervisord", "ratio", "target", "met")
         widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(6)]
@@ -819,6 +899,17 @@ http {{
                   f"context switches over {mi['seconds']:.1f} s, {mi['threads']} thread(s); "
                   f"supervisord idle: {si.get('voluntary')} + {si.get('nonvoluntary')}, "
                   f"{si.get('threads')} thread(s). Sampled after {self.args.settle} s of settling.")
+        if helpers:
+            print(f"- mfserv runs one helper per worker (a forked copy of mfserv, pid 1 of the "
+                  f"worker's pid namespace): {helpers['count']} of them, {helpers['Pss'] / 1024:.1f}"
+                  f" MiB PSS / {helpers['Private'] / 1024:.1f} MiB private in all, "
+                  f"{mi.get('helper_switches')} context switches over the idle sample; the RSS "
+                  "row counts only the supervisor process, as the issue's target does.")
+        print(f"- load average (1/5/15 min) at mfserv start {r.get('load_mf_start')}, mfserv idle "
+              f"{r.get('load_mf_idle')}, wrk {r.get('load_wrk')}, supervisord start "
+              f"{r.get('load_sv_start')}, supervisord idle {r.get('load_sv_idle')} "
+              f"({os.cpu_count()} CPUs): anything above the benchmark's own load makes the times "
+              "and the throughput noisy.")
         print(f"- supervisor RSS after the {self.args.kills} kills: mfserv "
               f"{num(r.get('mf_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}, supervisord "
               f"{num(r.get('sv_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}. mfserv also runs "

@@ -4,6 +4,7 @@
 #include "images/schema.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <limits>
 #include <set>
@@ -83,6 +84,57 @@ Status set_rlimit_bytes(AppConfig& app, const std::string& value, const KeyConte
     return parsed.error();
   }
   app.*Field = parsed->value_or(0);
+  return {};
+}
+
+// A plugin's nginx fragment runs inside nginx's root master: only directives that shape the
+// proxied request and response are accepted. Anything that opens files (access_log,
+// error_log, include, alias, root...), nests blocks or loads code is refused at load time.
+Status check_nginx_fragment(const std::string& path) {
+  static const std::set<std::string> k_allowed = {
+      "add_header", "expires", "etag", "charset", "default_type", "gzip", "gzip_types",
+      "gzip_min_length", "gzip_comp_level", "gzip_vary", "client_max_body_size",
+      "client_body_buffer_size", "client_body_timeout", "send_timeout", "keepalive_timeout",
+      "limit_rate", "limit_rate_after", "chunked_transfer_encoding", "if_modified_since",
+      "tcp_nodelay", "tcp_nopush", "sendfile", "server_tokens"};
+  auto content = read_file(path);
+  if (!content) {
+    return content.error();
+  }
+  int line = 1;
+  std::string statement;
+  int statement_line = 1;
+  for (size_t i = 0; i < content->size(); ++i) {
+    char c = (*content)[i];
+    if (c == '#') {
+      while (i < content->size() && (*content)[i] != '\n') {
+        ++i;
+      }
+      c = '\n';
+    }
+    if (c == '{' || c == '}') {
+      return Error(path + ":" + std::to_string(line) +
+                   ": blocks are not allowed in a plugin's nginx fragment");
+    }
+    if (c == ';') {
+      std::string first = trim(statement).substr(0, trim(statement).find_first_of(" \t\n"));
+      if (!first.empty() && first.rfind("proxy_", 0) != 0 && !k_allowed.count(first)) {
+        return Error(path + ":" + std::to_string(statement_line) + ": directive '" + first +
+                     "' is not allowed in a plugin's nginx fragment (nginx's master runs as "
+                     "root); allowed: proxy_*, add_header, expires, gzip*, client_*, limit_rate "
+                     "and similar response settings");
+      }
+      statement.clear();
+    } else {
+      if (trim(statement).empty() && !std::isspace(static_cast<unsigned char>(c))) {
+        statement_line = line;
+      }
+      statement += c;
+    }
+    if (c == '\n') {
+      ++line;
+    }
+  }
   return {};
 }
 
@@ -298,6 +350,9 @@ const std::vector<KeySpec>& app_keys() {
          if (!path_exists(path) || is_directory(path)) {
            return Error("expected a file relative to the plugin folder: " + path +
                         " is not a file");
+         }
+         if (auto status = check_nginx_fragment(path); !status) {
+           return status;
          }
          app.extra_nginx_conf_filename = value;
          return {};

@@ -85,6 +85,8 @@ struct Group {
   std::string fingerprint;                // what its config was made of (reload)
   std::vector<int> rolling;               // workers still to replace in a rolling restart
   bool retired = false;                   // removed by a reload; stops and stays stopped
+  UniqueFd oom_fd;                        // OOM events of the app's cgroup (its limit)
+  EventSource oom_watch;
   std::vector<std::unique_ptr<Process>> processes;
 };
 

@@ -142,6 +142,7 @@ class Supervisor::Impl {
   static int on_age_timer(sd_event_source*, uint64_t, void* data);
   static int on_oom_event(sd_event_source*, int, uint32_t, void* data);
   void watch_oom(Process& process);
+  static int on_group_oom_event(sd_event_source*, int fd, uint32_t, void* data);
   void check_oom(Process& process);
 
   Impl* self(Process& process) { return static_cast<Impl*>(process.supervisor); }
@@ -178,6 +179,14 @@ Status Supervisor::Impl::prepare() {
   }
   m_log.open(home.supervisor_log());
   m_log.set_sink(m_options.log_sink);
+
+  // One listening socket, log and pidfd per worker: take the whole fd allowance (the hard
+  // limit) rather than the soft 1024, so many workers cannot starve the others of fds.
+  struct rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   auto lock = lock_home(home);
   if (!lock) {
@@ -542,6 +551,16 @@ Status Supervisor::Impl::run() {
     if (group->kind == Group::Kind::Nginx) {
       continue;
     }
+    // v1 signals an OOM on the cgroup whose limit was hit (the app's), not on the leaf of
+    // the killed task: watch the app's cgroup too.
+    if (auto fd = m_cgroups->watch_oom(group->cgroup); fd && fd->valid()) {
+      sd_event_source* source = nullptr;
+      if (sd_event_add_io(m_event, &source, fd->get(), EPOLLIN, on_group_oom_event,
+                          group.get()) >= 0) {
+        group->oom_fd = std::move(*fd);
+        group->oom_watch = EventSource(source);
+      }
+    }
     if (!group->error.empty()) {
       for (auto& process : group->processes) {
         process->state = ProcessState::Failed;
@@ -675,6 +694,15 @@ void Supervisor::Impl::watch_oom(Process& process) {
   check_oom(process);  // a kill between the start and the watch has no event of its own
 }
 
+int Supervisor::Impl::on_group_oom_event(sd_event_source*, int fd, uint32_t, void* data) {
+  auto& group = *static_cast<Group*>(data);
+  isolation::drain_oom_watch(fd);
+  for (auto& process : group.processes) {
+    static_cast<Impl*>(process->supervisor)->check_oom(*process);
+  }
+  return 0;
+}
+
 void Supervisor::Impl::check_oom(Process& process) {
   if (process.pid <= 0) {
     return;
@@ -706,8 +734,7 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   // The OOM event may come before or after the exit: a SIGKILL death with an OOM kill in
   // the leaf since the start is an OOM kill either way.
   std::uint64_t kills = m_cgroups->usage(process.cgroup).oom_kills;
-  if (kills > process.oom_kills_at_start &&
-      (reason == "signal 9" || kills > process.oom_kills_at_start + process.oom_kills_seen)) {
+  if (kills > process.oom_kills_at_start && reason == "signal 9") {
     reason = "oom";
   }
   process.oom_kills_seen = 0;
@@ -1235,6 +1262,8 @@ void Supervisor::Impl::continue_shutdown() {
 void Supervisor::Impl::cleanup() {
   const Home& home = m_options.home;
   for (auto& group : m_groups) {
+    group->oom_watch.reset();
+    group->oom_fd.reset();
     for (auto& process : group->processes) {
       process->timer.reset();
       process->probe_watch.reset();
@@ -1428,9 +1457,9 @@ int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo*
     }
     return 0;
   }
-  if (impl.m_shutting_down && info->ssi_signo == SIGINT) {
-    // A second Ctrl-C: no more grace.
-    impl.m_log.warn("second interrupt: killing everything now");
+  if (impl.m_shutting_down) {
+    // A second SIGINT or SIGTERM while stopping: no more grace.
+    impl.m_log.warn("second stop signal: killing everything now");
     for (auto& group : impl.m_groups) {
       for (auto& process : group->processes) {
         if (process->state == ProcessState::Stopping) {

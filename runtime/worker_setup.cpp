@@ -51,6 +51,12 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
   spec.seccomp = app.seccomp != "off";
   spec.private_tmp = {"/tmp", "/var/tmp", "/dev/shm"};
   spec.hide.push_back(home.root);
+  if (spec.network_none) {
+    // Host daemons' unix sockets (databases, D-Bus...) live there: no network means none
+    // of them either. With the network, /run stays (DNS resolvers live there on systemd).
+    spec.hide.push_back("/run");
+    spec.hide.push_back("/var/run");
+  }
   for (const auto& other : plugins) {
     if (other.dir != plugin.dir) {
       spec.hide.push_back(other.dir);

@@ -859,3 +859,23 @@ TEST_CASE("config_loader: load_plugins without a plugins folder", "[images][conf
   CHECK(report.diagnostics.empty());
   CHECK_FALSE(report.has_errors());
 }
+
+TEST_CASE("config_loader: a plugin's nginx fragment may only shape responses", "[images][config]") {
+  PluginFixture fixture(with_app("_extra_nginx_conf_filename = extra.conf\n"));
+  fixture.tmp.write("demo/extra.conf",
+                    "# comment; with a semicolon\nadd_header X 1;\nproxy_read_timeout 5s;\n"
+                    "access_log /etc/pwn combined;\n");
+  PluginLoad load = fixture.load();
+  CHECK_FALSE(load.plugin);
+  CHECK(all_of(load.diagnostics).find("extra.conf:4: directive 'access_log' is not allowed") !=
+        std::string::npos);
+
+  fixture.tmp.write("demo/extra.conf", "location /x { return 200; }\n");
+  CHECK(all_of(fixture.load().diagnostics).find("blocks are not allowed") != std::string::npos);
+}
+
+TEST_CASE("config_loader: sandbox-widening keys set by the plugin itself are marked",
+          "[images][config]") {
+  AppConfig app = main_app(load_ok(with_app("user = root\nseccomp = off\nnetwork = none\n")));
+  CHECK(app.sandbox_keys_from_plugin == std::vector<std::string>{"user", "seccomp"});
+}

@@ -13,7 +13,6 @@ Network: 127.0.0.1 and unix sockets only; every wait is bounded.
 """
 
 import argparse
-import errno
 import json
 import os
 import re
@@ -516,7 +515,6 @@ class Bench:
         r["mf_helpers"] = memory_of(helpers)
         r["load_mf_idle"] = loadavg()
         log(f"mfserv: idle {r['mf_idle']}")
-        self.mfserv_pid = pid
 
         # Restart latency, measured twice on different workers (no backoff carried over, and
         # the ps polling of one series cannot slow down the restart the other one times).
@@ -856,7 +854,7 @@ http {{
             mf_new, sv_new, " ms", "-", "-", 0)
         mr, mf_run = series("mf", "running")
         sr, sv_run = series("sv", "running")
-        add(f"restart: kill -9 -> shown running (ps: probe answered / RUNNING: startsecs=1)",
+        add("restart: kill -9 -> shown running (ps: probe answered / RUNNING: startsecs=1)",
             mf_run, sv_run, " ms", "-", "-", 0)
 
         add("stop everything (mfserv stop / supervisorctl shutdown until supervisord exits)",

@@ -487,9 +487,18 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
 
 Status Supervisor::Impl::write_nginx_conf() {
   const Home& home = m_options.home;
-  // Apps that cannot start keep their routes: nginx answers 502 for them, not 404.
-  std::string text = nginx::render(front_config(home, m_options.front),
-                                   front_routes(home, m_plugins));
+  // Apps that cannot start keep their routes (nginx answers 502, not 404), but without the
+  // sockets that could not be made: one bad app must not make the whole config invalid.
+  auto routes = front_routes(home, m_plugins);
+  for (auto& route : routes) {
+    for (const auto& group : m_groups) {
+      if (group->kind == Group::Kind::App && !group->retired && !group->error.empty() &&
+          group->plugin->name == route.plugin && group->app->name == route.app) {
+        route.sockets.clear();
+      }
+    }
+  }
+  std::string text = nginx::render(front_config(home, m_options.front), routes);
   return nginx::write_validated(m_nginx_binary, home.nginx_conf(), text,
                                 home.log_dir() + "/nginx_error.log");
 }
@@ -1081,8 +1090,23 @@ nlohmann::json Supervisor::Impl::reload() {
     }
     return {nullptr, nullptr};
   };
+  // A plugin whose folder is still there but whose config no longer loads keeps running as
+  // it was: a bad edit must not take down what serves (the error goes back to the caller).
+  std::vector<images::PluginConfig> kept;
+  std::string broken;
+  for (const auto& plugin : m_plugins) {
+    bool loaded = std::any_of(report.plugins.begin(), report.plugins.end(),
+                              [&](const auto& p) { return p.name == plugin.name; });
+    if (!loaded && path_exists(home.plugins_dir() + "/" + plugin.name)) {
+      kept.push_back(plugin);
+      broken += (broken.empty() ? "" : ", ") + plugin.name;
+    }
+  }
+  auto is_kept = [&](const std::string& name) {
+    return std::any_of(kept.begin(), kept.end(), [&](const auto& p) { return p.name == name; });
+  };
   for (auto& group : m_groups) {
-    if (group->kind == Group::Kind::Nginx || group->retired) {
+    if (group->kind == Group::Kind::Nginx || group->retired || is_kept(group->plugin->name)) {
       continue;
     }
     auto [holder, app] = find_app(group->plugin->name, group->app->section);
@@ -1143,6 +1167,7 @@ nlohmann::json Supervisor::Impl::reload() {
     (void)prepare_group(*group);
   }
   m_plugins = report.plugins;
+  m_plugins.insert(m_plugins.end(), kept.begin(), kept.end());
   auto st = write_nginx_conf();
   if (!st) {
     m_log.error("reload: " + st.error().describe());
@@ -1184,6 +1209,11 @@ nlohmann::json Supervisor::Impl::reload() {
                            {"diagnostics", diagnostics}};
   if (!st) {
     answer["error"] = st.error().describe() + " (nginx keeps its previous configuration)";
+  }
+  if (!broken.empty()) {
+    answer["ok"] = false;
+    answer["error"] = (answer.contains("error") ? answer["error"].get<std::string>() + "; " : "") +
+                      "plugins with errors keep running their previous configuration: " + broken;
   }
   return answer;
 }

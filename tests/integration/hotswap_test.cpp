@@ -103,7 +103,7 @@ TEST_CASE("install, hotswap and uninstall reach a running mfserv; hotswap fails 
   CHECK(removed.exit_code == 0);
   // nginx reloads asynchronously after SIGHUP.
   CHECK(wait_until([&] { return http_get(port, "/other/main/").status == 404; }, 10s));
-  CHECK(processes_mentioning("app_other_main").empty());
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_other_main").empty());
   CHECK(served_version(port, "swap") == "2.0.0");
   CHECK(home.stop().exit_code == 0);
 }

@@ -189,10 +189,10 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   CHECK(started.err.find("no-such-user-mfserv") != std::string::npos);
   CHECK(started.err.find("sets user, seccomp, writable_paths in [app_main]: a plugin cannot "
                          "widen its own sandbox") != std::string::npos);
-  CHECK(processes_mentioning("app_greedy_main").empty());
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_greedy_main").empty());
   CHECK(run_mfserv({home.home_arg(), "exec", "greedy", "--", "id"}).exit_code != 0);
-  CHECK(processes_mentioning("app_nowhere_main").empty());
-  CHECK(processes_mentioning("app_nobody_here_main").empty());
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_nowhere_main").empty());
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_nobody_here_main").empty());
   CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(http_get(port, "/nowhere/main/").status == 502);
   CHECK(home.stop().exit_code == 0);

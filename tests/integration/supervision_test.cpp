@@ -204,7 +204,7 @@ TEST_CASE("C5: 20 reloads under load: zero 5xx, old workers gone within their gr
   REQUIRE(response.status == 200);
   auto seen = json::parse(response.body);
   CHECK(seen["env"]["MFSERV_CURRENT_PLUGIN_CUSTOM_ROUND"] == "20");
-  CHECK(processes_mentioning("app_alpha_main_").size() == 2);
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() == 2);
 
   // A reload with nothing changed restarts nothing.
   auto pids = worker_pids(home, "alpha");
@@ -234,7 +234,7 @@ TEST_CASE("reload adds and removes plugins without touching the others",
   REQUIRE(wait_until([&] { return http_get(port, "/gamma/main/").status == 200; }, 15s));
   CHECK(http_get(port, "/beta/main/").status == 404);
   CHECK(worker_pids(home, "alpha") == alpha);
-  CHECK(processes_mentioning("app_beta_main").empty());
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_beta_main").empty());
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -420,8 +420,48 @@ TEST_CASE("after kill -9 of the supervisor, run again cleans up and starts fresh
     CHECK_FALSE(alive(pid));
   }
   CHECK_FALSE(alive(old_nginx));
-  CHECK(processes_mentioning("app_alpha_main_").size() == 2);  // never two copies
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() == 2);  // never two copies
   CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(read_text(home.path() + "/log/mfserv.log").find("left in") != std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("a reload with a broken config keeps that plugin running and says so",
+          "[integration][root][supervision][reload]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  std::string dir = home.add_plugin("alpha", testapp_plugin(1));
+  home.add_plugin("beta", testapp_plugin(1));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto pids = worker_pids(home, "alpha");
+  write_text(dir + "/config.ini", testapp_plugin(1, "numprocesses = lots\n"));
+  auto reload = run_mfserv({home.home_arg(), "reload"});
+  INFO(reload.out << reload.err);
+  CHECK(reload.exit_code == 1);
+  CHECK(reload.err.find("config.ini") != std::string::npos);
+  CHECK(reload.err.find("keep running their previous configuration: alpha") != std::string::npos);
+  CHECK(worker_pids(home, "alpha") == pids);
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(http_get(port, "/beta/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("an app whose socket cannot be made fails alone; the others serve",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("good", testapp_plugin(1));
+  home.add_plugin(std::string(100, 'n'), testapp_plugin(1));  // socket path over 108 bytes
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err);
+  CHECK(started.exit_code == 4);
+  CHECK(started.err.find("longer than the 107 bytes a unix socket allows") != std::string::npos);
+  CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(home.stop().exit_code == 0);
 }

@@ -778,8 +778,10 @@ void Supervisor::Impl::schedule_restart(Process& process) {
     continue_shutdown();
     return;
   }
-  int exponent = std::min(process.failures_in_a_row - 1, 20);
-  std::uint64_t delay = std::min(k_backoff_first_us << std::max(exponent, 0), k_backoff_cap_us);
+  // The first exit after a stable run restarts at once; then 0.1 s, doubling, capped (C4).
+  int exponent = std::min(process.failures_in_a_row - 2, 20);
+  std::uint64_t delay =
+      exponent < 0 ? 0 : std::min(k_backoff_first_us << exponent, k_backoff_cap_us);
   process.state = ProcessState::Backoff;
   ++process.restarts;
   (void)add_timer(process.timer, delay, process);

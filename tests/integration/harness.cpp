@@ -280,6 +280,16 @@ std::vector<pid_t> processes_mentioning(const std::string& text) {
   return pids;
 }
 
+std::string test_general() {
+  return "[general]\n_version = 1.0.0\n_summary = test plugin\n_license = MIT\n"
+         "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
+}
+
+std::string testapp_plugin(int numprocesses, const std::string& extra) {
+  return test_general() + "[app_main]\n_cmd_and_args = " + testapp_command() +
+         "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;
+}
+
 void copy_fixtures(const std::string& dir) {
   // The test workers' programs travel with the plugin: the sandbox shows a worker its own
   // plugin folder, not the repository (which may sit under a /tmp the sandbox replaces).

@@ -76,5 +76,9 @@ std::vector<pid_t> processes_mentioning(const std::string& text);
 // TempHome::add_plugin does it for its plugins.
 std::string testapp_command();
 void copy_fixtures(const std::string& dir);
+// The [general] section of a test plugin, then a blank line.
+std::string test_general();
+// A plugin of NUMPROCESSES testapp workers (graceful_timeout 5) with EXTRA lines in [app_main].
+std::string testapp_plugin(int numprocesses, const std::string& extra = "");
 
 }  // namespace mfserv::test

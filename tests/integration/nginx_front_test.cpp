@@ -26,20 +26,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string k_general =
-    "[general]\n_version = 1.0.0\n_summary = test plugin\n_license = MIT\n"
-    "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
-
 // One [app_NAME] section running the testapp; EXTRA lines follow numprocesses.
 std::string testapp_section(const std::string& app, int numprocesses,
                             const std::string& extra = "") {
   return "[app_" + app + "]\n_cmd_and_args = " + testapp_command() +
          "\nnumprocesses = " + std::to_string(numprocesses) + "\n" + extra +
          "graceful_timeout = 5\n\n";
-}
-
-std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
-  return k_general + testapp_section("main", numprocesses, extra);
 }
 
 // One HTTP exchange with 127.0.0.1:PORT: REQUEST is sent as is, from the local address
@@ -157,7 +149,7 @@ TEST_CASE("every routing mode answers through nginx and a real worker",
   // main: /routes/main and /routes; api: /routes/api, the extra routes "/" (C12) and
   // "/v1.0", its own static files and a 1 s timeout.
   home.add_plugin("routes",
-                  k_general + testapp_section("main", 1) +
+                  test_general() + testapp_section("main", 1) +
                       testapp_section("api", 1,
                                       "timeout = 1\n"
                                       "prefix_based_routing_extra_routes = /;/v1.0\n"),
@@ -234,7 +226,7 @@ TEST_CASE("C13 end to end: static files for every app prefix and static prefix",
     home.add_plugin("site", testapp_plugin(1, statics + "prefix_based_routing_extra_routes = /\n"),
                     {{"main/static/x.css", "site-css\n"}});
     // pages is a static site (no worker): /pages/main and /pages.
-    home.add_plugin("pages", k_general + "[app_main]\nnumprocesses = 0\n" + statics,
+    home.add_plugin("pages", test_general() + "[app_main]\nnumprocesses = 0\n" + statics,
                     {{"main/static/x.css", "pages-css\n"}});
     const int port = free_port();
     start_or_fail(home, port);
@@ -485,7 +477,7 @@ TEST_CASE("hostile plugin names and config values are refused at load time; the 
   for (size_t i = 0; i < bad_values.size(); ++i) {
     const auto& [key, value] = bad_values[i];
     const std::string dir = plugins + "evil" + std::to_string(i);
-    write_text(dir + "/config.ini", k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
+    write_text(dir + "/config.ini", test_general() + "[app_main]\n_cmd_and_args = " + testapp_command() +
                                         "\nnumprocesses = 1\ngraceful_timeout = 5\n" + key + " = " +
                                         value + "\n");
     write_text(dir + "/outside.conf", "return 200 evil;\n");

@@ -20,14 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string k_general =
-    "[general]\n_version = 1.0.0\n_summary = test plugin\n_license = MIT\n"
-    "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
-
-std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
-  return k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
-         "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;
-}
 
 std::vector<nlohmann::json> rows_of(const nlohmann::json& ps, const std::string& plugin) {
   std::vector<nlohmann::json> rows;
@@ -203,7 +195,7 @@ TEST_CASE("stop leaves no process, socket or cgroup behind", "[integration][root
   // A worker that leaves a detached grandchild behind: the cgroup must catch it.
   home.add_plugin("leaky", testapp_plugin(2),
                   {{"main/.keep", ""}});
-  home.add_plugin("forker", k_general +
+  home.add_plugin("forker", test_general() +
                                 "[extra_daemon_bg]\n_cmd_and_args = /bin/sh -c 'setsid sleep 1000 "
                                 "& exec sleep 1000'\nnumprocesses = 1\ngraceful_timeout = 2\n");
   int port = free_port();
@@ -320,7 +312,7 @@ TEST_CASE("an OOM kill of a worker's child is reported while the worker keeps se
   }
   TempHome home;
   // The worker's shell first runs a child that needs 256 MiB (killed), then serves.
-  home.add_plugin("parent", k_general + "[app_main]\n_cmd_and_args = /bin/sh -c \"/usr/bin/python3 "
+  home.add_plugin("parent", test_general() + "[app_main]\n_cmd_and_args = /bin/sh -c \"/usr/bin/python3 "
                                         "-c 'x = b\\\"x\\\" * (256 << 20)'; exec " +
                                 testapp_command() + "\"\nnumprocesses = 1\nmemory_max = 64M\n");
   int port = free_port();

@@ -23,14 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-const std::string k_general =
-    "[general]\n_version = 1.0.0\n_summary = supervision test\n_license = MIT\n"
-    "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
-
-std::string testapp_plugin(int numprocesses, const std::string& extra = "") {
-  return k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
-         "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;
-}
 
 // Requests PATH in a loop from two client threads until stopped (bounded by MAX_DURATION).
 class LoadLoop {
@@ -299,7 +291,7 @@ TEST_CASE("C4: a worker dying 0.5 s after each start: growing delays, no busy su
   }
   TempHome home;
   home.add_plugin("good", testapp_plugin(1));
-  home.add_plugin("flaky", k_general + "[extra_daemon_crash]\n_cmd_and_args = /bin/sh -c "
+  home.add_plugin("flaky", test_general() + "[extra_daemon_crash]\n_cmd_and_args = /bin/sh -c "
                                        "'sleep 0.5; exit 1'\nnumprocesses = 1\n");
   int port = free_port();
   REQUIRE(home.start(port).exit_code == 0);
@@ -339,7 +331,7 @@ TEST_CASE("C6: an extra daemon with numprocesses = 2: two processes, a log, no r
     return;
   }
   TempHome home;
-  home.add_plugin("bg", k_general +
+  home.add_plugin("bg", test_general() +
                             "[extra_daemon_ticker]\n_cmd_and_args = /bin/sh -c 'echo tick "
                             "$MFSERV_CURRENT_APP_WORKER; exec sleep 1000'\nnumprocesses = 2\n"
                             "graceful_timeout = 2\n");

@@ -487,16 +487,17 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
 
 Status Supervisor::Impl::write_nginx_conf() {
   const Home& home = m_options.home;
-  // Apps that cannot start keep their routes (nginx answers 502, not 404), but without the
-  // sockets that could not be made: one bad app must not make the whole config invalid.
+  // Apps that cannot start keep their routes (nginx answers 502, not 404), but never with a
+  // socket path nginx would reject (too long for sun_path): one bad app must not make the
+  // whole config invalid.
   auto routes = front_routes(home, m_plugins);
   for (auto& route : routes) {
-    for (const auto& group : m_groups) {
-      if (group->kind == Group::Kind::App && !group->retired && !group->error.empty() &&
-          group->plugin->name == route.plugin && group->app->name == route.app) {
-        route.sockets.clear();
-      }
-    }
+    auto& sockets = route.sockets;
+    sockets.erase(std::remove_if(sockets.begin(), sockets.end(),
+                                 [](const std::string& path) {
+                                   return path.size() >= sizeof(sockaddr_un{}.sun_path);
+                                 }),
+                  sockets.end());
   }
   std::string text = nginx::render(front_config(home, m_options.front), routes);
   return nginx::write_validated(m_nginx_binary, home.nginx_conf(), text,

@@ -1171,11 +1171,14 @@ nlohmann::json Supervisor::Impl::reload() {
   }
   m_plugins = report.plugins;
   m_plugins.insert(m_plugins.end(), kept.begin(), kept.end());
+  auto before = read_file(home.nginx_conf());
   auto st = write_nginx_conf();
+  auto after = read_file(home.nginx_conf());
+  bool changed = !before || !after || *before != *after;
   if (!st) {
     m_log.error("reload: " + st.error().describe());
-  } else if (m_nginx->processes.front()->pid > 0) {
-    ::kill(m_nginx->processes.front()->pid, SIGHUP);
+  } else if (changed && m_nginx->processes.front()->pid > 0) {
+    ::kill(m_nginx->processes.front()->pid, SIGHUP);  // only when its configuration changed
   }
   for (Group* group : to_retire) {
     m_log.info("reload: stopping " + group->label);

@@ -224,7 +224,8 @@ TEST_CASE("reload adds and removes plugins without touching the others",
   CHECK(reload.out.find("started gamma/main") != std::string::npos);
   CHECK(reload.out.find("stopped beta/main") != std::string::npos);
   REQUIRE(wait_until([&] { return http_get(port, "/gamma/main/").status == 200; }, 15s));
-  CHECK(http_get(port, "/beta/main/").status == 404);
+  // nginx takes its new configuration asynchronously after SIGHUP.
+  CHECK(wait_until([&] { return http_get(port, "/beta/main/").status == 404; }, 10s));
   CHECK(worker_pids(home, "alpha") == alpha);
   CHECK(processes_mentioning(home.path() + "/run/sockets/app_beta_main").empty());
   CHECK(home.stop().exit_code == 0);

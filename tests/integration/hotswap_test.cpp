@@ -45,7 +45,7 @@ std::string served_version(int port, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("install, hotswap and uninstall reach a running mfserv; hotswap fails no request",
+TEST_CASE("install, hotswap and uninstall reach a running mfserv and hotswap fails no request",
           "[integration][root][hotswap]") {
   if (!require_root()) {
     return;

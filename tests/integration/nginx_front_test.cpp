@@ -316,7 +316,7 @@ TEST_CASE("request ids go to the worker, back to the client and into the JSON ac
   }
 }
 
-TEST_CASE("/__health, /status and /__upstream_status; /__health is 503 while stopping",
+TEST_CASE("/__health, /status and /__upstream_status, and /__health is 503 while stopping",
           "[integration][root][nginx]") {
   if (!require_root()) {
     return;
@@ -372,7 +372,7 @@ TEST_CASE("/__health, /status and /__upstream_status; /__health is 503 while sto
   CHECK(stopping.get().exit_code == 0);
 }
 
-TEST_CASE("mfserv.ini reaches nginx; --port overrides its port; a bad file stops run",
+TEST_CASE("mfserv.ini reaches nginx, --port overrides its port, a bad file stops run",
           "[integration][root][nginx][settings]") {
   if (!require_root()) {
     return;
@@ -439,7 +439,7 @@ TEST_CASE("mfserv.ini reaches nginx; --port overrides its port; a bad file stops
   }
 }
 
-TEST_CASE("hostile plugin names and config values are refused at load time; the others serve",
+TEST_CASE("hostile plugin names and config values are refused at load time while the others serve",
           "[integration][root][nginx][safety]") {
   if (!require_root()) {
     return;
@@ -477,9 +477,9 @@ TEST_CASE("hostile plugin names and config values are refused at load time; the 
   for (size_t i = 0; i < bad_values.size(); ++i) {
     const auto& [key, value] = bad_values[i];
     const std::string dir = plugins + "evil" + std::to_string(i);
-    write_text(dir + "/config.ini", test_general() + "[app_main]\n_cmd_and_args = " + testapp_command() +
-                                        "\nnumprocesses = 1\ngraceful_timeout = 5\n" + key + " = " +
-                                        value + "\n");
+    write_text(dir + "/config.ini",
+               test_general() + "[app_main]\n_cmd_and_args = " + testapp_command() +
+                   "\nnumprocesses = 1\ngraceful_timeout = 5\n" + key + " = " + value + "\n");
     write_text(dir + "/outside.conf", "return 200 evil;\n");
   }
 
@@ -570,8 +570,16 @@ TEST_CASE("C15: a fragment nginx rejects is refused with nginx's error quoted",
     auto fixed = run_mfserv({home.home_arg(), "reload"});
     INFO(fixed.out << fixed.err);
     CHECK(fixed.exit_code == 0);
-    CHECK(
-        wait_until([&] { return answered_by(get(port, "/broken/main/")) == "broken/main"; }, 10s));
+    // nginx's reload is asynchronous: old and new nginx workers overlap for a moment, so
+    // wait for a response of the new configuration, then check that no old one is left.
+    const auto fragment_served = [&] {
+      auto response = get(port, "/broken/main/");
+      return answered_by(response) == "broken/main" && response.headers["x-fragment"] == "yes";
+    };
+    CHECK(wait_until(fragment_served, 10s));
+    CHECK(wait_until(
+        [&] { return processes_mentioning("nginx: worker process is shutting down").empty(); },
+        10s));
     auto with_fragment = get(port, "/broken/main/");
     CHECK(with_fragment.headers["x-fragment"] == "yes");
     CHECK(is_hex_id(with_fragment.headers["x-request-id"]));  // our headers survive it

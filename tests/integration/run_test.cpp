@@ -229,7 +229,7 @@ TEST_CASE("stop leaves no process, socket or cgroup behind", "[integration][root
   CHECK(home.stop().exit_code == 3);  // nothing runs any more
 }
 
-TEST_CASE("a broken plugin is reported with file, line and key; the good one serves",
+TEST_CASE("a broken plugin is reported with file, line and key while the good one serves",
           "[integration][root][config]") {
   if (!require_root()) {
     return;

@@ -442,7 +442,7 @@ TEST_CASE("a reload with a broken config keeps that plugin running and says so",
   CHECK(home.stop().exit_code == 0);
 }
 
-TEST_CASE("an app whose socket cannot be made fails alone; the others serve",
+TEST_CASE("an app whose socket cannot be made fails alone while the others serve",
           "[integration][root][supervision]") {
   if (!require_root()) {
     return;

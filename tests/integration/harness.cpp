@@ -75,16 +75,17 @@ static CommandResult run_with_env(const std::vector<std::string>& argv,
 }
 
 CommandResult run_mfserv(const std::vector<std::string>& args,
-                     const std::map<std::string, std::string>& extra_env) {
+                         const std::map<std::string, std::string>& extra_env) {
   std::vector<std::string> argv{MFSERV_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_with_env(argv, extra_env);
 }
 
-CommandResult run_command(const std::vector<std::string>& argv) { return run_with_env(argv, {}); }
+CommandResult run_command(const std::vector<std::string>& argv) {
+  return run_with_env(argv, {});
+}
 
-HttpResponse http_get(int port, const std::string& path, const std::string& host,
-                      int timeout_ms) {
+HttpResponse http_get(int port, const std::string& path, const std::string& host, int timeout_ms) {
   HttpResponse response;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -228,7 +229,9 @@ CommandResult TempHome::start(int port) {
   return run_mfserv({home_arg(), "run", "--detach", "--port", std::to_string(port)});
 }
 
-CommandResult TempHome::stop() { return run_mfserv({home_arg(), "stop"}); }
+CommandResult TempHome::stop() {
+  return run_mfserv({home_arg(), "stop"});
+}
 
 nlohmann::json TempHome::ps() {
   auto result = run_mfserv({home_arg(), "ps", "--json"});
@@ -245,6 +248,20 @@ std::string TempHome::instance_cgroup_v1_memory() const {
   char name[16];
   std::snprintf(name, sizeof name, "h%08x", hash);
   return std::string("/sys/fs/cgroup/memory/mfserv/") + name;
+}
+
+std::vector<pid_t> TempHome::nginx_workers() const {
+  std::vector<pid_t> pids;
+  auto master = parse_int(mfserv::trim(read_text(m_path + "/run/nginx.pid")));
+  if (!master) {
+    return pids;
+  }
+  const std::string id = std::to_string(*master);
+  std::istringstream children(read_text("/proc/" + id + "/task/" + id + "/children"));
+  for (long pid = 0; children >> pid;) {
+    pids.push_back(static_cast<pid_t>(pid));
+  }
+  return pids;
 }
 
 bool require_root() {
@@ -297,11 +314,13 @@ void copy_fixtures(const std::string& dir) {
   for (const char* fixture : {"testapp.py", "sandbox_probe.py"}) {
     fs::copy_file(source_path(std::string("tests/fixtures/") + fixture), dir + "/" + fixture,
                   fs::copy_options::overwrite_existing);
-    fs::permissions(dir + "/" + fixture, fs::perms::owner_all | fs::perms::group_read |
-                                             fs::perms::others_read);
+    fs::permissions(dir + "/" + fixture,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
   }
 }
 
-std::string testapp_command() { return "/usr/bin/python3 {plugin_dir}/testapp.py {unix_socket_path}"; }
+std::string testapp_command() {
+  return "/usr/bin/python3 {plugin_dir}/testapp.py {unix_socket_path}";
+}
 
 }  // namespace mfserv::test

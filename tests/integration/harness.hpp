@@ -22,12 +22,12 @@ struct CommandResult {
 
 // Runs the built mfserv with ARGS (environment: the test's, plus EXTRA_ENV).
 CommandResult run_mfserv(const std::vector<std::string>& args,
-                     const std::map<std::string, std::string>& extra_env = {});
+                         const std::map<std::string, std::string>& extra_env = {});
 // Runs any command (argv[0] looked up in PATH).
 CommandResult run_command(const std::vector<std::string>& argv);
 
 struct HttpResponse {
-  int status = 0;  // 0: no answer
+  int status = 0;                              // 0: no answer
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -61,6 +61,8 @@ class TempHome {
   CommandResult stop();
   nlohmann::json ps();
   std::string instance_cgroup_v1_memory() const;  // /sys/fs/cgroup/memory/mfserv/hXXXX
+  // The worker processes of this home's nginx master (none when it is not running).
+  std::vector<pid_t> nginx_workers() const;
 
  private:
   std::string m_path;

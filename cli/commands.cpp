@@ -19,10 +19,10 @@
 #include "nginx-gen/nginx_conf.hpp"
 #include "runtime/control.hpp"
 #include "runtime/exec.hpp"
-#include "runtime/status.hpp"
 #include "runtime/front.hpp"
 #include "runtime/home.hpp"
 #include "runtime/settings.hpp"
+#include "runtime/status.hpp"
 #include "runtime/supervisor.hpp"
 #include "util/strings.hpp"
 
@@ -31,9 +31,13 @@ namespace {
 
 using nlohmann::json;
 
-bool home_is_running(const runtime::Home& home) { return runtime::home_is_locked(home); }
+bool home_is_running(const runtime::Home& home) {
+  return runtime::home_is_locked(home);
+}
 
-void print_error(const std::string& message) { fmt::print(stderr, "mfserv: {}\n", message); }
+void print_error(const std::string& message) {
+  fmt::print(stderr, "mfserv: {}\n", message);
+}
 
 std::optional<runtime::Home> open_home(const Globals& globals) {
   auto home = runtime::resolve_home(globals.home);
@@ -285,7 +289,10 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
     return k_exit_ok;
   }
   for (const auto& label : (*answer)["groups"]) {
-    fmt::print("{}: {}\n", label.get<std::string>(), command == "stop" ? "stopping" : command == "start" ? "starting" : "restarting");
+    fmt::print("{}: {}\n", label.get<std::string>(),
+               command == "stop"    ? "stopping"
+               : command == "start" ? "starting"
+                                    : "restarting");
   }
   return k_exit_ok;
 }
@@ -317,8 +324,8 @@ int cmd_status(const Globals& globals) {
     fmt::print("{}\n", json{{"healthy", healthy}, {"checks", rows}}.dump(2));
   } else {
     for (const auto& check : *checks) {
-      fmt::print("- {:<32} {:<20} {:<5} {}\n", check.subject, check.what,
-                 check.ok ? "OK" : "FAIL", check.detail);
+      fmt::print("- {:<32} {:<20} {:<5} {}\n", check.subject, check.what, check.ok ? "OK" : "FAIL",
+                 check.detail);
     }
     fmt::print("{}\n", healthy ? "healthy" : "UNHEALTHY");
   }
@@ -345,16 +352,17 @@ int cmd_ps(const Globals& globals) {
     return k_exit_ok;
   }
   constexpr const char* k_row_format = "{:<28} {:>3} {:>8} {:<9} {:>6} {:>8} {:<10} {:<14} {}\n";
-  fmt::print(fmt::runtime(k_row_format), "PLUGIN/APP", "W", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT",
-             "MEMORY", "CGROUP");
+  fmt::print(fmt::runtime(k_row_format), "PLUGIN/APP", "W", "PID", "STATE", "UPTIME", "RESTARTS",
+             "LAST EXIT", "MEMORY", "CGROUP");
   auto print_row = [&](const json& row) {
-    std::string label = row["kind"] == "nginx"
-                             ? std::string("nginx")
-                             : row["plugin"].get<std::string>() + "/" + row["app"].get<std::string>();
+    std::string label = row["kind"] == "nginx" ? std::string("nginx")
+                                               : row["plugin"].get<std::string>() + "/" +
+                                                     row["app"].get<std::string>();
     std::string last_exit = row["last_exit"].get<std::string>();
     fmt::print(fmt::runtime(k_row_format), label, row["worker"].get<int>(), row["pid"].get<int>(),
-               row["state"].get<std::string>(), format_duration(row["uptime_s"].get<std::uint64_t>()),
-               row["restarts"].get<int>(), last_exit.empty() ? "-" : last_exit, memory_cell(row),
+               row["state"].get<std::string>(),
+               format_duration(row["uptime_s"].get<std::uint64_t>()), row["restarts"].get<int>(),
+               last_exit.empty() ? "-" : last_exit, memory_cell(row),
                row["cgroup"].get<std::string>());
   };
   for (const auto& row : (*answer)["processes"]) {

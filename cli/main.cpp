@@ -58,15 +58,18 @@ int main(int argc, char** argv) {
   plugin->require_subcommand(1);
   std::string develop_dir;
   auto* develop = plugin->add_subcommand("develop", "link a plugin working copy into the home");
-  develop->add_option("DIR", develop_dir, "plugin folder")->required()->check(CLI::ExistingDirectory);
+  develop->add_option("DIR", develop_dir, "plugin folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   auto* list = plugin->add_subcommand("list", "installed plugins");
   list->add_flag("--json", globals.json, "machine-readable output");
   std::string new_template;
   std::string new_name;
   std::string new_dir;
   auto* plugin_new = plugin->add_subcommand("new", "create a plugin folder from a template");
-  plugin_new->add_option("--template", new_template,
-                         "python-wsgi, python-aiohttp, node, static or daemon")
+  plugin_new
+      ->add_option("--template", new_template,
+                   "python-wsgi, python-aiohttp, node, static or daemon")
       ->required();
   plugin_new->add_option("NAME", new_name, "plugin name")->required();
   plugin_new->add_option("--dir", new_dir, "folder to create it in (default: the current one)");

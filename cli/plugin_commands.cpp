@@ -92,8 +92,8 @@ bool stop_plugin_if_running(const runtime::Home& home, const std::string& name) 
     }
     bool running = false;
     for (const auto& row : (*ps)["processes"]) {
-      running = running || (row["plugin"] == name && row["state"] != "stopped" &&
-                             row["state"] != "failed");
+      running = running ||
+                (row["plugin"] == name && row["state"] != "stopped" && row["state"] != "failed");
     }
     if (!running) {
       return true;

@@ -13,9 +13,9 @@ namespace mfserv::images {
 struct Diagnostic {
   enum class Severity { Error, Warning };
   Severity severity = Severity::Error;
-  std::string file;  // the file the problem is in (config.ini or an override file)
-  int line = 0;      // 1-based; 0 when the problem is not tied to a line
-  std::string key;   // "section.key" or "" when not tied to a key
+  std::string file;     // the file the problem is in (config.ini or an override file)
+  int line = 0;         // 1-based; 0 when the problem is not tied to a line
+  std::string key;      // "section.key" or "" when not tied to a key
   std::string message;  // what is wrong and what to do
 
   // "FILE:LINE: [section] key: message" (parts omitted when unknown).
@@ -32,14 +32,15 @@ struct AppConfig {
   std::string cmd_and_args;  // placeholders not expanded (see expand_command)
   int numprocesses = 0;      // 0: no worker, no upstream (MFSERV)
   int timeout = 60;          // seconds; <= 0 in the file falls back to 60
-  int graceful_timeout = 0;  // seconds; default timeout + smart_stop_delay + 10 (apps), 10 (daemons)
+  int graceful_timeout =
+      0;  // seconds; default timeout + smart_stop_delay + 10 (apps), 10 (daemons)
   int smart_stop_signal = 15;
   int smart_stop_delay = 3;
   int smart_start_delay = 3;
-  bool debug = false;  // forces numprocesses 1 and max_age 0
+  bool debug = false;               // forces numprocesses 1 and max_age 0
   std::string debug_extra_options;  // _debug_extra_options: {debug_extra_options} when debug
-  int max_age = 0;     // seconds; 0: never recycled
-  std::uint64_t rlimit_as = 0;  // 0: unset
+  int max_age = 0;                  // seconds; 0: never recycled
+  std::uint64_t rlimit_as = 0;      // 0: unset
   std::uint64_t rlimit_nofile = 0;
   std::uint64_t rlimit_stack = 0;
   std::uint64_t rlimit_fsize = 0;
@@ -79,8 +80,8 @@ struct AppConfig {
 };
 
 struct PluginConfig {
-  std::string name;  // from .layerapi2_label (plugin_NAME@mfserv) or the folder's name
-  std::string dir;   // absolute, symlinks resolved
+  std::string name;       // from .layerapi2_label (plugin_NAME@mfserv) or the folder's name
+  std::string dir;        // absolute, symlinks resolved
   bool dev_link = false;  // installed with `plugin develop` (a link to a working copy)
 
   std::string version;
@@ -110,7 +111,7 @@ struct LoadOptions {
 };
 
 struct PluginLoad {
-  std::optional<PluginConfig> plugin;  // nullopt when there is at least one error
+  std::optional<PluginConfig> plugin;   // nullopt when there is at least one error
   std::vector<Diagnostic> diagnostics;  // every error and warning, not just the first
 };
 

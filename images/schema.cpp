@@ -91,12 +91,29 @@ Status set_rlimit_bytes(AppConfig& app, const std::string& value, const KeyConte
 // proxied request and response are accepted. Anything that opens files (access_log,
 // error_log, include, alias, root...), nests blocks or loads code is refused at load time.
 Status check_nginx_fragment(const std::string& path) {
-  static const std::set<std::string> k_allowed = {
-      "add_header", "expires", "etag", "charset", "default_type", "gzip", "gzip_types",
-      "gzip_min_length", "gzip_comp_level", "gzip_vary", "client_max_body_size",
-      "client_body_buffer_size", "client_body_timeout", "send_timeout", "keepalive_timeout",
-      "limit_rate", "limit_rate_after", "chunked_transfer_encoding", "if_modified_since",
-      "tcp_nodelay", "tcp_nopush", "sendfile", "server_tokens"};
+  static const std::set<std::string> k_allowed = {"add_header",
+                                                  "expires",
+                                                  "etag",
+                                                  "charset",
+                                                  "default_type",
+                                                  "gzip",
+                                                  "gzip_types",
+                                                  "gzip_min_length",
+                                                  "gzip_comp_level",
+                                                  "gzip_vary",
+                                                  "client_max_body_size",
+                                                  "client_body_buffer_size",
+                                                  "client_body_timeout",
+                                                  "send_timeout",
+                                                  "keepalive_timeout",
+                                                  "limit_rate",
+                                                  "limit_rate_after",
+                                                  "chunked_transfer_encoding",
+                                                  "if_modified_since",
+                                                  "tcp_nodelay",
+                                                  "tcp_nopush",
+                                                  "sendfile",
+                                                  "server_tokens"};
   auto content = read_file(path);
   if (!content) {
     return content.error();

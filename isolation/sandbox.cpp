@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
 #include <sched.h>
-#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -31,19 +31,67 @@ using SeccompPtr = std::unique_ptr<void, SeccompDeleter>;
 // The deny-list: what container engines refuse by default (see moby's default seccomp
 // profile), answered with EPERM so that programs see an ordinary permission error.
 constexpr const char* k_denied_syscalls[] = {
-    "mount", "umount", "umount2", "pivot_root", "unshare", "setns", "chroot",
-    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "bpf", "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open",
-    "keyctl", "add_key", "request_key", "reboot", "swapon", "swapoff",
-    "clock_settime", "clock_adjtime", "settimeofday", "adjtimex", "stime",
-    "open_by_handle_at", "name_to_handle_at", "userfaultfd", "acct", "quotactl",
-    "lookup_dcookie", "iopl", "ioperm", "syslog", "vhangup", "nfsservctl",
-    "sethostname", "setdomainname", "create_module", "get_kernel_syms", "query_module",
-    "uselib", "ustat", "sysfs", "_sysctl", "fanotify_init", "pidfd_getfd",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "clock_settime",
+    "clock_adjtime",
+    "settimeofday",
+    "adjtimex",
+    "stime",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "userfaultfd",
+    "acct",
+    "quotactl",
+    "lookup_dcookie",
+    "iopl",
+    "ioperm",
+    "syslog",
+    "vhangup",
+    "nfsservctl",
+    "sethostname",
+    "setdomainname",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "uselib",
+    "ustat",
+    "sysfs",
+    "_sysctl",
+    "fanotify_init",
+    "pidfd_getfd",
 };
 
-constexpr int k_namespace_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+constexpr int k_namespace_flags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,   CLONE_NEWUSER,
                                      CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
 
 Result<std::vector<sock_filter>> build_seccomp_program() {
@@ -118,7 +166,7 @@ int make_path(const std::string& path, char* scratch) {
 }
 
 int set_read_only(const char* path, bool read_only, bool recursive) {
-  struct mount_attr attr{};
+  struct mount_attr attr {};
   if (read_only) {
     attr.attr_set = MOUNT_ATTR_RDONLY;
   } else {
@@ -134,21 +182,36 @@ int set_read_only(const char* path, bool read_only, bool recursive) {
 
 const char* to_string(SandboxStep step) {
   switch (step) {
-    case SandboxStep::k_none: return "sandbox";
-    case SandboxStep::k_private_mounts: return "making mounts private";
-    case SandboxStep::k_keep_tree: return "cloning a plugin or writable path";
-    case SandboxStep::k_read_only_root: return "making the host filesystem read-only";
-    case SandboxStep::k_hide: return "hiding a folder / mounting a private /tmp";
-    case SandboxStep::k_expose: return "mounting the plugin folder or a writable path";
-    case SandboxStep::k_proc: return "mounting /proc";
-    case SandboxStep::k_hostname: return "setting the hostname";
-    case SandboxStep::k_groups: return "setting supplementary groups";
-    case SandboxStep::k_gid: return "setting the group id";
-    case SandboxStep::k_bounding_set: return "dropping the capability bounding set";
-    case SandboxStep::k_uid: return "setting the user id";
-    case SandboxStep::k_capabilities: return "dropping capabilities";
-    case SandboxStep::k_no_new_privs: return "setting no_new_privs";
-    case SandboxStep::k_seccomp: return "loading the seccomp filter";
+    case SandboxStep::k_none:
+      return "sandbox";
+    case SandboxStep::k_private_mounts:
+      return "making mounts private";
+    case SandboxStep::k_keep_tree:
+      return "cloning a plugin or writable path";
+    case SandboxStep::k_read_only_root:
+      return "making the host filesystem read-only";
+    case SandboxStep::k_hide:
+      return "hiding a folder / mounting a private /tmp";
+    case SandboxStep::k_expose:
+      return "mounting the plugin folder or a writable path";
+    case SandboxStep::k_proc:
+      return "mounting /proc";
+    case SandboxStep::k_hostname:
+      return "setting the hostname";
+    case SandboxStep::k_groups:
+      return "setting supplementary groups";
+    case SandboxStep::k_gid:
+      return "setting the group id";
+    case SandboxStep::k_bounding_set:
+      return "dropping the capability bounding set";
+    case SandboxStep::k_uid:
+      return "setting the user id";
+    case SandboxStep::k_capabilities:
+      return "dropping capabilities";
+    case SandboxStep::k_no_new_privs:
+      return "setting no_new_privs";
+    case SandboxStep::k_seccomp:
+      return "loading the seccomp filter";
   }
   return "sandbox";
 }
@@ -236,7 +299,7 @@ int enter_sandbox_mounts(PreparedSandbox& sandbox, SandboxStep* step) {
     }
   }
   {
-    struct mount_attr attr{};
+    struct mount_attr attr {};
     attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
     if (::mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof attr) != 0) {
       return failed(SandboxStep::k_read_only_root);
@@ -317,7 +380,7 @@ int enter_sandbox_identity(const PreparedSandbox& sandbox, SandboxStep* step) {
     return failed(SandboxStep::k_no_new_privs);
   }
   if (!sandbox.seccomp_program.empty()) {
-    struct sock_fprog program{};
+    struct sock_fprog program {};
     program.len = static_cast<unsigned short>(sandbox.seccomp_program.size());
     program.filter = const_cast<sock_filter*>(sandbox.seccomp_program.data());
     if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) != 0) {

@@ -22,13 +22,13 @@
 namespace mfserv::isolation {
 
 struct SandboxSpec {
-  std::string hostname;                 // "APP.PLUGIN" (cut to 64 bytes)
-  bool network_none = false;            // new, empty network namespace
-  std::vector<std::string> hide;        // covered by an empty read-only tmpfs
-  std::vector<std::string> private_tmp; // covered by a private writable tmpfs (/tmp, /dev/shm)
-  std::vector<std::string> readonly;    // shown read-only even under a hidden folder
-  std::vector<std::string> writable;    // shown read-write
-  std::string user;                     // the user to run as ("root" only when asked)
+  std::string hostname;                  // "APP.PLUGIN" (cut to 64 bytes)
+  bool network_none = false;             // new, empty network namespace
+  std::vector<std::string> hide;         // covered by an empty read-only tmpfs
+  std::vector<std::string> private_tmp;  // covered by a private writable tmpfs (/tmp, /dev/shm)
+  std::vector<std::string> readonly;     // shown read-only even under a hidden folder
+  std::vector<std::string> writable;     // shown read-write
+  std::string user;                      // the user to run as ("root" only when asked)
   bool seccomp = true;
 };
 
@@ -70,7 +70,7 @@ struct PreparedSandbox {
   std::vector<sock_filter> seccomp_program;  // empty: no filter
   // An empty capability set, allocated here so the child only calls cap_set_proc.
   std::unique_ptr<std::remove_pointer_t<cap_t>, int (*)(void*)> no_capabilities{nullptr, cap_free};
-  std::string mkdir_scratch;                 // a buffer long enough for any mount path
+  std::string mkdir_scratch;  // a buffer long enough for any mount path
 };
 
 // Resolves the user, builds the seccomp program and orders the mounts. An error names what

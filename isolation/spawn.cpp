@@ -14,7 +14,6 @@
 
 #include "isolation/cgroup.hpp"
 
-
 namespace mfserv::isolation {
 namespace {
 
@@ -38,15 +37,24 @@ enum Step : int {
 
 const char* step_name(int step) {
   switch (step) {
-    case k_step_session: return "creating a session";
-    case k_step_cgroup: return "joining the cgroup";
-    case k_step_fds: return "setting up stdio and the listening socket";
-    case k_step_rlimit: return "applying rlimits";
-    case k_step_chdir: return "entering the working directory";
-    case k_step_exec: return "executing the command";
-    case k_step_sandbox: return "entering the sandbox";
-    case k_step_clone: return "starting the program inside the sandbox";
-    default: return "an unknown step";
+    case k_step_session:
+      return "creating a session";
+    case k_step_cgroup:
+      return "joining the cgroup";
+    case k_step_fds:
+      return "setting up stdio and the listening socket";
+    case k_step_rlimit:
+      return "applying rlimits";
+    case k_step_chdir:
+      return "entering the working directory";
+    case k_step_exec:
+      return "executing the command";
+    case k_step_sandbox:
+      return "entering the sandbox";
+    case k_step_clone:
+      return "starting the program inside the sandbox";
+    default:
+      return "an unknown step";
   }
 }
 
@@ -109,8 +117,7 @@ void reset_signals() {
 }
 
 [[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp,
-                            char* listen_pid_entry, int null_fd, int pipe_fd,
-                            bool born_in_cgroup) {
+                            char* listen_pid_entry, int null_fd, int pipe_fd, bool born_in_cgroup) {
   PreparedSandbox* sandbox = spec.sandbox;
   // Keep the failure pipe clear of the fds set up below (0-3).
   if (pipe_fd <= 3) {
@@ -143,8 +150,7 @@ void reset_signals() {
   // Every source fd is >= 3 (the supervisor's own stdio holds 0-2), so targets 0-2 never
   // clobber a source; fd 3 is set last.
   int out = spec.output_fd >= 0 ? spec.output_fd : null_fd;
-  if (!spec.inherit_stdio &&
-      (::dup2(null_fd, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)) {
+  if (!spec.inherit_stdio && (::dup2(null_fd, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)) {
     fail(pipe_fd, k_step_fds);
   }
   if (spec.listen_fd >= 0) {
@@ -171,7 +177,9 @@ void reset_signals() {
     }
   }
   for (const auto& [resource, value] : spec.rlimits) {
-    struct rlimit limit{value, value};
+    struct rlimit limit {
+      value, value
+    };
     if (::setrlimit(resource, &limit) < 0) {
       fail(pipe_fd, k_step_rlimit);
     }
@@ -225,7 +233,9 @@ pid_t clone_into_cgroup(int namespace_flags, int cgroup_dir_fd, int* pidfd) {
   return static_cast<pid_t>(::syscall(SYS_clone3, &args, CLONE_ARGS_SIZE_VER2));
 }
 
-bool clone3_missing(int error) { return error == ENOSYS || error == E2BIG || error == EINVAL; }
+bool clone3_missing(int error) {
+  return error == ENOSYS || error == E2BIG || error == EINVAL;
+}
 
 }  // namespace
 
@@ -280,8 +290,8 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
   if (spec.cgroup_dir_fd >= 0 && !g_clone3_into_cgroup_missing) {
     pid = clone_into_cgroup(namespace_flags, spec.cgroup_dir_fd, &pidfd);
     if (pid == 0) {
-      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(),
-                write_end.get(), true);
+      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(), write_end.get(),
+                true);
     }
     if (pid > 0) {
       born_in_cgroup = true;
@@ -293,15 +303,15 @@ Result<Spawned> spawn(const SpawnSpec& spec) {
     }
   }
   if (!born_in_cgroup) {
-    pid = spec.sandbox ? static_cast<pid_t>(::syscall(SYS_clone, namespace_flags | SIGCHLD,
-                                                      nullptr, nullptr, nullptr, 0))
+    pid = spec.sandbox ? static_cast<pid_t>(::syscall(SYS_clone, namespace_flags | SIGCHLD, nullptr,
+                                                      nullptr, nullptr, 0))
                        : ::fork();
     if (pid < 0) {
       return Error::from_errno(spec.sandbox ? "creating the sandbox namespaces" : "fork");
     }
     if (pid == 0) {
-      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(),
-                write_end.get(), false);
+      run_child(spec, argv.data(), envp.data(), listen_pid_entry, null_fd.get(), write_end.get(),
+                false);
     }
   }
   UniqueFd child_pidfd(pidfd);

@@ -22,9 +22,9 @@ struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] is the program's path
   std::vector<std::string> env;   // "KEY=VALUE"; LISTEN_PID is added when listen_fd >= 0
   std::string workdir;
-  int output_fd = -1;  // stdout and stderr (the log file); /dev/null when < 0
-  bool inherit_stdio = false;  // keep the caller's 0, 1 and 2 (`mfserv exec`)
-  int listen_fd = -1;  // passed as fd 3 with LISTEN_FDS=1 (sd_listen_fds convention)
+  int output_fd = -1;                 // stdout and stderr (the log file); /dev/null when < 0
+  bool inherit_stdio = false;         // keep the caller's 0, 1 and 2 (`mfserv exec`)
+  int listen_fd = -1;                 // passed as fd 3 with LISTEN_FDS=1 (sd_listen_fds convention)
   std::vector<int> cgroup_procs_fds;  // see CgroupBackend::open_procs
   // The leaf's directory (CgroupBackend::open_dir, v2 only): when set and the kernel has
   // clone3 CLONE_INTO_CGROUP (5.7+), the process is born in that cgroup; otherwise (ENOSYS,

@@ -92,8 +92,8 @@ Result<nlohmann::json> control_call(const Home& home, const nlohmann::json& requ
   }
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof *addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED) {
-      return Error("no mfserv is running for home " + home.root + " (start it with `mfserv --home " +
-                   home.root + " run`)");
+      return Error("no mfserv is running for home " + home.root +
+                   " (start it with `mfserv --home " + home.root + " run`)");
     }
     return Error::from_errno("connecting to " + home.control_socket());
   }
@@ -119,7 +119,7 @@ Result<UniqueFd> control_listen(const Home& home) {
     return Error::from_errno("creating the control socket");
   }
   // The home lock is held: whatever is at that path is a leftover of an earlier run.
-  struct stat st{};
+  struct stat st {};
   if (::lstat(home.control_socket().c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
     ::unlink(home.control_socket().c_str());
   }

@@ -72,9 +72,10 @@ Result<UniqueFd> lock_home(const Home& home) {
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     auto holder = read_file(home.lock_path());
     std::string pid = holder ? trim(*holder) : "?";
-    return Error(fmt::format("home {} is already used by a running mfserv (pid {}): stop it "
-                             "with `mfserv --home {} stop` or use another --home",
-                             home.root, pid, home.root));
+    return Error(
+        fmt::format("home {} is already used by a running mfserv (pid {}): stop it "
+                    "with `mfserv --home {} stop` or use another --home",
+                    home.root, pid, home.root));
   }
   if (::ftruncate(fd.get(), 0) == 0) {
     std::string pid = std::to_string(::getpid()) + "\n";

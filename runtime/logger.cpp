@@ -13,13 +13,14 @@ void Logger::open(const std::string& path) {
 }
 
 void Logger::write(const char* level, const std::string& message) {
-  struct timespec now{};
+  struct timespec now {};
   clock_gettime(CLOCK_REALTIME, &now);
-  struct tm tm{};
+  struct tm tm {};
   gmtime_r(&now.tv_sec, &tm);
   char stamp[32];
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string line = fmt::format("{}.{:03d}Z {} {}\n", stamp, now.tv_nsec / 1000000, level, message);
+  std::string line =
+      fmt::format("{}.{:03d}Z {} {}\n", stamp, now.tv_nsec / 1000000, level, message);
   if (m_fd) {
     (void)!::write(m_fd.get(), line.data(), line.size());
   }

@@ -38,7 +38,7 @@ struct Draining {
 struct Process {
   void* supervisor = nullptr;  // the Supervisor::Impl that owns it (event callbacks)
   Group* group = nullptr;
-  int wid = 1;  // 1-based worker id
+  int wid = 1;              // 1-based worker id
   std::string cgroup;       // leaf, relative to the hierarchy root
   std::string socket_path;  // apps only
   UniqueFd listen_fd;       // apps only: owned by the supervisor, passed as fd 3
@@ -61,11 +61,11 @@ struct Process {
 
   int generation = 0;  // picks the cgroup leaf: w<wid> or w<wid>b, alternately
   std::vector<std::unique_ptr<Draining>> draining;
-  EventSource age_timer;     // max_age recycling
-  UniqueFd oom_fd;           // readable when the kernel OOM-kills something in the leaf
+  EventSource age_timer;  // max_age recycling
+  UniqueFd oom_fd;        // readable when the kernel OOM-kills something in the leaf
   EventSource oom_watch;
   std::uint64_t oom_kills_seen = 0;  // OOM kills inside the worker while it kept running
-  bool held = false;         // stopped on request (`mfserv stop PLUGIN/APP`): no restart
+  bool held = false;                 // stopped on request (`mfserv stop PLUGIN/APP`): no restart
 };
 
 struct Group {
@@ -73,19 +73,19 @@ struct Group {
   Kind kind = Kind::App;
   const images::PluginConfig* plugin = nullptr;  // null for nginx
   const images::AppConfig* app = nullptr;        // null for nginx
-  std::string label;   // "plugin/app", "plugin/extra_daemon_x", "nginx"
-  std::string cgroup;  // relative to the hierarchy root
+  std::string label;                             // "plugin/app", "plugin/extra_daemon_x", "nginx"
+  std::string cgroup;                            // relative to the hierarchy root
   std::string log_path;
   UniqueFd log_fd;
   isolation::CgroupLimits limits;
   std::string error;  // set when the group cannot run (cgroup limits, sockets, sandbox...)
-  std::unique_ptr<isolation::PreparedSandbox> sandbox;  // apps and daemons; null for nginx
+  std::unique_ptr<isolation::PreparedSandbox> sandbox;        // apps and daemons; null for nginx
   std::shared_ptr<const images::PluginConfig> plugin_holder;  // keeps plugin/app alive
-  isolation::CgroupLimits worker_limits;  // each worker leaf
-  std::string fingerprint;                // what its config was made of (reload)
-  std::vector<int> rolling;               // workers still to replace in a rolling restart
-  bool retired = false;                   // removed by a reload; stops and stays stopped
-  UniqueFd oom_fd;                        // OOM events of the app's cgroup (its limit)
+  isolation::CgroupLimits worker_limits;                      // each worker leaf
+  std::string fingerprint;   // what its config was made of (reload)
+  std::vector<int> rolling;  // workers still to replace in a rolling restart
+  bool retired = false;      // removed by a reload; stops and stays stopped
+  UniqueFd oom_fd;           // OOM events of the app's cgroup (its limit)
   EventSource oom_watch;
   std::vector<std::unique_ptr<Process>> processes;
 };

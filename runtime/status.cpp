@@ -37,7 +37,8 @@ HttpAnswer http_get(int port, const std::string& path, int timeout_s) {
     answer.error = fmt::format("cannot connect to 127.0.0.1:{}", port);
     return answer;
   }
-  std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mfserv-status\r\n\r\n";
+  std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mfserv-status\r\n\r\n";
   (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
   std::string data;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
@@ -86,12 +87,12 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
 
   const auto& nginx = (*ps)["nginx"];
   auto health = http_get(port, "/__health", 5);
-  bool nginx_ok = nginx.is_object() && nginx.value("state", "") == "running" &&
-                  health.status == 200;
-  checks.push_back({"nginx", "processes+/__health", nginx_ok,
-                    fmt::format("{}, /__health {}",
-                                nginx.is_object() ? nginx.value("state", "?") : "absent",
-                                health.status ? std::to_string(health.status) : health.error)});
+  bool nginx_ok =
+      nginx.is_object() && nginx.value("state", "") == "running" && health.status == 200;
+  checks.push_back(
+      {"nginx", "processes+/__health", nginx_ok,
+       fmt::format("{}, /__health {}", nginx.is_object() ? nginx.value("state", "?") : "absent",
+                   health.status ? std::to_string(health.status) : health.error)});
 
   // Processes, per app: every worker running, none crash-looping.
   std::map<std::string, std::pair<int, int>> running;  // label -> (running, total)
@@ -131,9 +132,9 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
       auto answer = http_get(port, app.http_test_endpoint, app.http_test_timeout);
       bool ok = answer.status == app.http_test_expected_status_code &&
                 answer.body.find(app.http_test_expected_body) != std::string::npos;
-      std::string seen = answer.status ? fmt::format("{} -> {}", app.http_test_endpoint,
-                                                     answer.status)
-                                       : app.http_test_endpoint + ": " + answer.error;
+      std::string seen = answer.status
+                             ? fmt::format("{} -> {}", app.http_test_endpoint, answer.status)
+                             : app.http_test_endpoint + ": " + answer.error;
       if (!ok && answer.status) {
         seen += fmt::format(" (expected {} with \"{}\" in the body)",
                             app.http_test_expected_status_code, app.http_test_expected_body);

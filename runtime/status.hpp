@@ -14,7 +14,7 @@ struct HealthCheck {
   std::string subject;  // "service", "nginx", "PLUGIN/APP"
   std::string what;     // "processes", "http", ...
   bool ok = false;
-  std::string detail;   // what was seen
+  std::string detail;  // what was seen
 };
 
 // Every check, in order; an Error only when no supervisor answers.

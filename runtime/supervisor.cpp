@@ -46,7 +46,7 @@ constexpr int k_failures_before_failed_start = 3;
 constexpr int k_nginx_grace_s = 10;
 
 std::uint64_t now_us() {
-  struct timespec ts{};
+  struct timespec ts {};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * k_usec_per_sec +
          static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
@@ -182,7 +182,7 @@ Status Supervisor::Impl::prepare() {
 
   // One listening socket, log and pidfd per worker: take the whole fd allowance (the hard
   // limit) rather than the soft 1024, so many workers cannot starve the others of fds.
-  struct rlimit files{};
+  struct rlimit files {};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
     files.rlim_cur = files.rlim_max;
     (void)::setrlimit(RLIMIT_NOFILE, &files);
@@ -210,16 +210,18 @@ Status Supervisor::Impl::prepare() {
     std::string path;
     for (const auto& part : split(home.sockets_dir(), '/')) {
       path += part.empty() ? "" : "/" + part;
-      struct stat st{};
+      struct stat st {};
       if (path.empty() || ::stat(path.c_str(), &st) != 0) {
         continue;
       }
-      bool reachable = (st.st_mode & S_IXOTH) || (st.st_gid == m_nginx_gid && (st.st_mode & S_IXGRP)) ||
+      bool reachable = (st.st_mode & S_IXOTH) ||
+                       (st.st_gid == m_nginx_gid && (st.st_mode & S_IXGRP)) ||
                        (st.st_uid == m_nginx_uid && (st.st_mode & S_IXUSR));
       if (!reachable && path != home.sockets_dir()) {
-        return Error(fmt::format("nginx's workers (user {}) cannot reach {}: {} is mode {:04o}; "
-                                 "run `chmod o+x {}` or use a --home they can traverse",
-                                 user, home.sockets_dir(), path, st.st_mode & 07777, path));
+        return Error(
+            fmt::format("nginx's workers (user {}) cannot reach {}: {} is mode {:04o}; "
+                        "run `chmod o+x {}` or use a --home they can traverse",
+                        user, home.sockets_dir(), path, st.st_mode & 07777, path));
       }
     }
   }
@@ -305,14 +307,16 @@ Status Supervisor::Impl::check_port() const {
   addr.sin_addr.s_addr = htonl(INADDR_ANY);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == EADDRINUSE) {
-      return Error(fmt::format("port {} is already in use by another program: stop it or "
-                               "choose another port with --port",
-                               m_options.front.port));
+      return Error(
+          fmt::format("port {} is already in use by another program: stop it or "
+                      "choose another port with --port",
+                      m_options.front.port));
     }
     if (errno == EACCES) {
-      return Error(fmt::format("binding port {} needs root or CAP_NET_BIND_SERVICE: run as "
-                               "root or choose a port above 1023 with --port",
-                               m_options.front.port));
+      return Error(
+          fmt::format("binding port {} needs root or CAP_NET_BIND_SERVICE: run as "
+                      "root or choose a port above 1023 with --port",
+                      m_options.front.port));
     }
     return Error::from_errno(fmt::format("checking port {}", m_options.front.port));
   }
@@ -331,8 +335,8 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
   group->fingerprint = plugin_fingerprint(home, *plugin);
   group->label = plugin->name + "/" + (is_app ? app.name : app.section);
   group->cgroup = app_cgroup(home, *plugin, app);
-  group->log_path = home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin->name + "_" +
-                    app.name + ".log";
+  group->log_path =
+      home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin->name + "_" + app.name + ".log";
   group->limits.memory_max = app.memory_max;
   group->limits.memory_high = app.memory_high;
   group->limits.swap_max = app.swap_max;
@@ -416,8 +420,8 @@ Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
                                      std::to_string(process->wid));
     }
   }
-  group.log_fd.reset(::open(group.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                            0640));
+  group.log_fd.reset(
+      ::open(group.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!group.log_fd) {
     return Error::from_errno("opening the log file " + group.log_path);
   }
@@ -452,12 +456,13 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
-    return Error(fmt::format("socket path {} is longer than the {} bytes a unix socket allows: "
-                             "use a shorter --home",
-                             path, sizeof addr.sun_path - 1));
+    return Error(
+        fmt::format("socket path {} is longer than the {} bytes a unix socket allows: "
+                    "use a shorter --home",
+                    path, sizeof addr.sun_path - 1));
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return Error("refusing to replace " + path + ": it exists and is not a socket");
@@ -537,8 +542,8 @@ Status Supervisor::Impl::setup_event_loop() {
   }
   m_control_watch = EventSource(source);
   source = nullptr;
-  if (int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
-                                          k_startup_deadline_us, 0, on_startup_deadline, this);
+  if (int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, k_startup_deadline_us,
+                                          0, on_startup_deadline, this);
       rc < 0) {
     return Error("arming the start-up deadline", -rc);
   }
@@ -565,8 +570,8 @@ Status Supervisor::Impl::run() {
     // the killed task: watch the app's cgroup too.
     if (auto fd = m_cgroups->watch_oom(group->cgroup); fd && fd->valid()) {
       sd_event_source* source = nullptr;
-      if (sd_event_add_io(m_event, &source, fd->get(), EPOLLIN, on_group_oom_event,
-                          group.get()) >= 0) {
+      if (sd_event_add_io(m_event, &source, fd->get(), EPOLLIN, on_group_oom_event, group.get()) >=
+          0) {
         group->oom_fd = std::move(*fd);
         group->oom_watch = EventSource(source);
       }
@@ -617,11 +622,10 @@ void Supervisor::Impl::start_process(Process& process) {
         images::expand_command(*group.plugin, *group.app, process.socket_path));
     spec.workdir = group.plugin->app_workdir(*group.app);
     const auto& app = *group.app;
-    for (auto [resource, value] :
-         {std::pair<int, std::uint64_t>{RLIMIT_AS, app.rlimit_as},
-          {RLIMIT_NOFILE, app.rlimit_nofile},
-          {RLIMIT_STACK, app.rlimit_stack},
-          {RLIMIT_FSIZE, app.rlimit_fsize}}) {
+    for (auto [resource, value] : {std::pair<int, std::uint64_t>{RLIMIT_AS, app.rlimit_as},
+                                   {RLIMIT_NOFILE, app.rlimit_nofile},
+                                   {RLIMIT_STACK, app.rlimit_stack},
+                                   {RLIMIT_FSIZE, app.rlimit_fsize}}) {
       if (value > 0) {
         spec.rlimits.emplace_back(resource, value);
       }
@@ -649,13 +653,12 @@ void Supervisor::Impl::start_process(Process& process) {
   process.last_error.clear();
   sd_event_source* source = nullptr;
   int pidfd = spawned->pidfd.release();
-  int rc = pidfd >= 0 ? sd_event_add_child_pidfd(m_event, &source, pidfd, WEXITED, on_child,
-                                                  &process)
-                      : sd_event_add_child(m_event, &source, process.pid, WEXITED, on_child,
-                                           &process);
+  int rc = pidfd >= 0
+               ? sd_event_add_child_pidfd(m_event, &source, pidfd, WEXITED, on_child, &process)
+               : sd_event_add_child(m_event, &source, process.pid, WEXITED, on_child, &process);
   if (rc < 0) {
-    m_log.error(fmt::format("{}: cannot watch pid {}: {}", group.label, process.pid,
-                            std::strerror(-rc)));
+    m_log.error(
+        fmt::format("{}: cannot watch pid {}: {}", group.label, process.pid, std::strerror(-rc)));
   } else if (pidfd >= 0) {
     sd_event_source_set_child_pidfd_own(source, 1);
   }
@@ -669,8 +672,7 @@ void Supervisor::Impl::start_process(Process& process) {
   }
 }
 
-Result<isolation::Spawned> Supervisor::Impl::launch(Process& process,
-                                                    isolation::SpawnSpec& spec) {
+Result<isolation::Spawned> Supervisor::Impl::launch(Process& process, isolation::SpawnSpec& spec) {
   auto procs = m_cgroups->open_procs(process.cgroup);
   if (!procs) {
     return procs.error();
@@ -720,9 +722,10 @@ void Supervisor::Impl::check_oom(Process& process) {
   std::uint64_t kills = m_cgroups->usage(process.cgroup).oom_kills;
   if (kills > process.oom_kills_at_start + process.oom_kills_seen) {
     process.oom_kills_seen = kills - process.oom_kills_at_start;
-    m_log.warn(fmt::format("{} worker {}: the kernel killed a process of the worker for lack of "
-                           "memory (oom, {} so far)",
-                           process.group->label, process.wid, process.oom_kills_seen));
+    m_log.warn(
+        fmt::format("{} worker {}: the kernel killed a process of the worker for lack of "
+                    "memory (oom, {} so far)",
+                    process.group->label, process.wid, process.oom_kills_seen));
   }
 }
 
@@ -754,8 +757,8 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   if (auto st = m_cgroups->kill_all(process.cgroup, 2000); !st) {
     m_log.error(group.label + ": " + st.error().describe());
   }
-  bool expected = m_shutting_down || process.held || group.retired ||
-                  process.state == ProcessState::Stopping;
+  bool expected =
+      m_shutting_down || process.held || group.retired || process.state == ProcessState::Stopping;
   m_log.info(fmt::format("{} worker {} exited ({}){}", group.label, process.wid, reason,
                          expected ? "" : ", restarting"));
   if (expected) {
@@ -835,8 +838,8 @@ void Supervisor::Impl::probe_connect(Process& process) {
     (void)add_timer(process.timer, k_probe_interval_us, process);
     return;
   }
-  std::string request = "GET " + path +
-                        " HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mfserv-probe\r\n\r\n";
+  std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mfserv-probe\r\n\r\n";
   // A fresh unix or loopback connection takes this small write at once (or fails).
   if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
     (void)add_timer(process.timer, k_probe_interval_us, process);
@@ -949,8 +952,8 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
     return;
   }
   int next_generation = process.generation + 1;
-  std::string next_leaf = group.cgroup + "/w" + std::to_string(process.wid) +
-                          (next_generation % 2 == 0 ? "" : "b");
+  std::string next_leaf =
+      group.cgroup + "/w" + std::to_string(process.wid) + (next_generation % 2 == 0 ? "" : "b");
   for (const auto& old : process.draining) {
     if (old->cgroup == next_leaf) {
       m_log.warn(fmt::format("{} worker {}: still draining its previous incarnation, {} waits",
@@ -975,8 +978,8 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
     old->kill_timer = EventSource(source);
   }
   ::kill(old->pid, group.app ? group.app->smart_stop_signal : SIGTERM);
-  m_log.info(fmt::format("{} worker {}: replacing pid {} ({})", group.label, process.wid,
-                         old->pid, reason));
+  m_log.info(fmt::format("{} worker {}: replacing pid {} ({})", group.label, process.wid, old->pid,
+                         reason));
   process.draining.push_back(std::move(old));
   process.timer.reset();
   process.probe_watch.reset();
@@ -1255,8 +1258,7 @@ void Supervisor::Impl::stop_process(Process& process, int signal, int grace_s) {
       process.probe_watch.reset();
       process.probe_fd.reset();
       ::kill(process.pid, signal);
-      (void)add_timer(process.timer, static_cast<std::uint64_t>(grace_s) * k_usec_per_sec,
-                      process);
+      (void)add_timer(process.timer, static_cast<std::uint64_t>(grace_s) * k_usec_per_sec, process);
       break;
     case ProcessState::Backoff:
       process.timer.reset();
@@ -1483,8 +1485,7 @@ int Supervisor::Impl::on_probe_io(sd_event_source*, int, uint32_t, void* data) {
   return 0;
 }
 
-int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo* info,
-                                void* data) {
+int Supervisor::Impl::on_signal(sd_event_source*, const struct signalfd_siginfo* info, void* data) {
   auto& impl = *static_cast<Impl*>(data);
   if (info->ssi_signo == SIGHUP) {
     if (!impl.m_shutting_down) {
@@ -1517,9 +1518,10 @@ int Supervisor::Impl::on_control_io(sd_event_source*, int, uint32_t, void* data)
 int Supervisor::Impl::on_drain_timer(sd_event_source*, uint64_t, void* data) {
   auto& old = *static_cast<Draining*>(data);
   Impl& impl = *static_cast<Impl*>(old.process->supervisor);
-  impl.m_log.warn(fmt::format("{} worker {}: previous pid {} still running after its grace "
-                              "period: killing it",
-                              old.process->group->label, old.process->wid, old.pid));
+  impl.m_log.warn(
+      fmt::format("{} worker {}: previous pid {} still running after its grace "
+                  "period: killing it",
+                  old.process->group->label, old.process->wid, old.pid));
   old.kill_timer.reset();
   (void)impl.m_cgroups->kill_all(old.cgroup, 2000);
   return 0;
@@ -1551,7 +1553,11 @@ int Supervisor::Impl::on_startup_deadline(sd_event_source*, uint64_t, void* data
 Supervisor::Supervisor(RunOptions options, std::vector<images::PluginConfig> plugins)
     : m_impl(std::make_unique<Impl>(std::move(options), std::move(plugins))) {}
 Supervisor::~Supervisor() = default;
-Status Supervisor::prepare() { return m_impl->prepare(); }
-Status Supervisor::run() { return m_impl->run(); }
+Status Supervisor::prepare() {
+  return m_impl->prepare();
+}
+Status Supervisor::run() {
+  return m_impl->run();
+}
 
 }  // namespace mfserv::runtime

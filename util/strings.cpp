@@ -85,11 +85,20 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) {
     last = static_cast<char>(std::toupper(static_cast<unsigned char>(t.back())));
   }
   switch (last) {
-    case 'K': multiplier = 1ULL << 10; break;
-    case 'M': multiplier = 1ULL << 20; break;
-    case 'G': multiplier = 1ULL << 30; break;
-    case 'T': multiplier = 1ULL << 40; break;
-    default: break;
+    case 'K':
+      multiplier = 1ULL << 10;
+      break;
+    case 'M':
+      multiplier = 1ULL << 20;
+      break;
+    case 'G':
+      multiplier = 1ULL << 30;
+      break;
+    case 'T':
+      multiplier = 1ULL << 40;
+      break;
+    default:
+      break;
   }
   if (multiplier != 1) {
     t.pop_back();

@@ -18,8 +18,8 @@ std::string plugin_config(const std::string& version) {
   return "[general]\n_version = " + version +
          "\n_summary = hotswap test\n_license = MIT\n_url = https://example.invalid\n"
          "_maintainer = tests\n_vendor = tests\n\n[app_main]\n_cmd_and_args = " +
-         testapp_command() + "\nnumprocesses = 2\ngraceful_timeout = 5\n\n[custom]\nversion = " +
-         version + "\n";
+         testapp_command() +
+         "\nnumprocesses = 2\ngraceful_timeout = 5\n\n[custom]\nversion = " + version + "\n";
 }
 
 // Builds NAME at VERSION into OUT and returns the archive's path.

@@ -1,8 +1,8 @@
 // The walking skeleton end to end: the built mfserv, real nginx, real Python and Node
 // workers, real v1/v2 cgroups. Each test has its own home and port.
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -19,7 +19,6 @@ using namespace mfserv::test;
 using namespace std::chrono_literals;
 
 namespace {
-
 
 std::vector<nlohmann::json> rows_of(const nlohmann::json& ps, const std::string& plugin) {
   std::vector<nlohmann::json> rows;
@@ -193,8 +192,7 @@ TEST_CASE("stop leaves no process, socket or cgroup behind", "[integration][root
   }
   TempHome home;
   // A worker that leaves a detached grandchild behind: the cgroup must catch it.
-  home.add_plugin("leaky", testapp_plugin(2),
-                  {{"main/.keep", ""}});
+  home.add_plugin("leaky", testapp_plugin(2), {{"main/.keep", ""}});
   home.add_plugin("forker", test_general() +
                                 "[extra_daemon_bg]\n_cmd_and_args = /bin/sh -c 'setsid sleep 1000 "
                                 "& exec sleep 1000'\nnumprocesses = 1\ngraceful_timeout = 2\n");
@@ -287,9 +285,9 @@ TEST_CASE("start-up problems are clear errors before anything starts",
     CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
   }
   SECTION("no nginx") {
-    auto started = run_mfserv({home.home_arg(), "run", "--detach", "--port",
-                           std::to_string(free_port())},
-                          {{"MFSERV_NGINX", "/nonexistent/nginx"}});
+    auto started =
+        run_mfserv({home.home_arg(), "run", "--detach", "--port", std::to_string(free_port())},
+                   {{"MFSERV_NGINX", "/nonexistent/nginx"}});
     CHECK(started.exit_code == 1);
     CHECK(started.err.find("nginx") != std::string::npos);
     CHECK(processes_mentioning(home.path()).empty());
@@ -312,8 +310,9 @@ TEST_CASE("an OOM kill of a worker's child is reported while the worker keeps se
   }
   TempHome home;
   // The worker's shell first runs a child that needs 256 MiB (killed), then serves.
-  home.add_plugin("parent", test_general() + "[app_main]\n_cmd_and_args = /bin/sh -c \"/usr/bin/python3 "
-                                        "-c 'x = b\\\"x\\\" * (256 << 20)'; exec " +
+  home.add_plugin("parent", test_general() +
+                                "[app_main]\n_cmd_and_args = /bin/sh -c \"/usr/bin/python3 "
+                                "-c 'x = b\\\"x\\\" * (256 << 20)'; exec " +
                                 testapp_command() + "\"\nnumprocesses = 1\nmemory_max = 64M\n");
   int port = free_port();
   auto started = home.start(port);
@@ -322,8 +321,8 @@ TEST_CASE("an OOM kill of a worker's child is reported while the worker keeps se
   CHECK(http_get(port, "/parent/main/").status == 200);
   REQUIRE(wait_until(
       [&] {
-        return read_text(home.path() + "/log/mfserv.log").find("for lack of memory (oom, 1 so far)") !=
-               std::string::npos;
+        return read_text(home.path() + "/log/mfserv.log")
+                   .find("for lack of memory (oom, 1 so far)") != std::string::npos;
       },
       5s));
   auto row = rows_of(home.ps(), "parent")[0];

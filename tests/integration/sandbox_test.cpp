@@ -60,9 +60,9 @@ TEST_CASE("a worker runs locked down in its own namespaces", "[integration][root
   INFO(started.err << read_text(home.path() + "/log/mfserv.log"));
   REQUIRE(started.exit_code == 0);
 
-  auto response = http_get(port, "/probe/main/probe?other=" + other +
-                                     "&port=" + std::to_string(port) +
-                                     "&var=" + home.path() + "/var/plugins/probe");
+  auto response =
+      http_get(port, "/probe/main/probe?other=" + other + "&port=" + std::to_string(port) +
+                         "&var=" + home.path() + "/var/plugins/probe");
   REQUIRE(response.status == 200);
   auto seen = json::parse(response.body);
   check_locked_down(seen);
@@ -73,8 +73,8 @@ TEST_CASE("a worker runs locked down in its own namespaces", "[integration][root
   CHECK(seen["tmp"].size() <= 1);
   CHECK(seen["other_visible"] == false);  // another plugin's folder is hidden
   CHECK(seen["write_other"] != 0);
-  CHECK(seen["write_var"] == 0);     // the plugin's own var folder is writable
-  CHECK(seen["tcp_connect"] == 0);   // network = host by default
+  CHECK(seen["write_var"] == 0);    // the plugin's own var folder is writable
+  CHECK(seen["tcp_connect"] == 0);  // network = host by default
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -133,13 +133,13 @@ TEST_CASE("mfserv exec runs a command in the app's sandbox and cgroup",
   }
   int supervisor = home.ps()["service"]["pid"];
   // No zombie left among the supervisor's children.
-  auto zombies = run_command({"sh", "-c", "ps -eo ppid=,stat= | awk '$1 == " +
-                                              std::to_string(supervisor) +
-                                              " && $2 ~ /^Z/' | wc -l"});
+  auto zombies = run_command(
+      {"sh", "-c",
+       "ps -eo ppid=,stat= | awk '$1 == " + std::to_string(supervisor) + " && $2 ~ /^Z/' | wc -l"});
   CHECK(mfserv::trim(zombies.out) == "0");
   CHECK(fs::exists("/proc/" + std::to_string(supervisor)));
-  for (const auto& entry : fs::directory_iterator(home.instance_cgroup_v1_memory() +
-                                                  "/probe/app_main")) {
+  for (const auto& entry :
+       fs::directory_iterator(home.instance_cgroup_v1_memory() + "/probe/app_main")) {
     CHECK(entry.path().filename().string().rfind("exec-", 0) != 0);
   }
   CHECK(home.stop().exit_code == 0);

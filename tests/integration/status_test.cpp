@@ -20,8 +20,7 @@ const std::string k_general =
 std::string app(const std::string& name, const std::string& body) {
   return k_general + "[app_main]\n_cmd_and_args = " + testapp_command() +
          "\nnumprocesses = 1\n_http_test_endpoint = /" + name +
-         "/main/\n_http_test_expected_status_code = 200\n_http_test_expected_body = " + body +
-         "\n";
+         "/main/\n_http_test_expected_status_code = 200\n_http_test_expected_body = " + body + "\n";
 }
 
 }  // namespace
@@ -57,8 +56,9 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
     CHECK(status.out.find("UNHEALTHY") != std::string::npos);
   }
   SECTION("a crash-looping plugin") {
-    home.add_plugin("loop", k_general + "[extra_daemon_x]\n_cmd_and_args = /bin/sh -c 'exit 2'\n"
-                                        "numprocesses = 1\n");
+    home.add_plugin("loop", k_general +
+                                "[extra_daemon_x]\n_cmd_and_args = /bin/sh -c 'exit 2'\n"
+                                "numprocesses = 1\n");
     REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
     REQUIRE(wait_until(
         [&] {
@@ -85,8 +85,8 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
   }
   SECTION("nginx down") {
     int nginx = home.ps()["nginx"]["pid"];
-    auto family = run_command({"sh", "-c", "pgrep -P " + std::to_string(nginx) + "; echo " +
-                                               std::to_string(nginx)});
+    auto family = run_command(
+        {"sh", "-c", "pgrep -P " + std::to_string(nginx) + "; echo " + std::to_string(nginx)});
     auto pids = mfserv::split(mfserv::trim(family.out), '\n');
     for (const auto& pid : pids) {
       ::kill(std::stoi(pid), SIGSTOP);

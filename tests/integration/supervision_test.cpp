@@ -23,12 +23,13 @@ using nlohmann::json;
 
 namespace {
 
-
 // Requests PATH in a loop from two client threads until stopped (bounded by MAX_DURATION).
 class LoadLoop {
  public:
   LoadLoop(int port, std::string path, std::chrono::seconds max_duration = 120s)
-      : m_port(port), m_path(std::move(path)), m_deadline(std::chrono::steady_clock::now() + max_duration) {
+      : m_port(port),
+        m_path(std::move(path)),
+        m_deadline(std::chrono::steady_clock::now() + max_duration) {
     for (int i = 0; i < 2; ++i) {
       m_threads.emplace_back([this] { loop(); });
     }
@@ -253,8 +254,8 @@ TEST_CASE("kill -9 of one of two workers every 200 ms: no failed GET",
     std::this_thread::sleep_for(200ms);
   }
   load.stop();
-  INFO("kills: " << kills << ", requests: " << load.total() << ", failures: "
-                 << describe(load.failures()));
+  INFO("kills: " << kills << ", requests: " << load.total()
+                 << ", failures: " << describe(load.failures()));
   CHECK(kills >= 5);
   CHECK(load.failures().empty());
   CHECK(home.stop().exit_code == 0);
@@ -270,13 +271,17 @@ TEST_CASE("C2 and C3: stop lets a 3 s request finish and a 1 s cleanup complete"
   fs::create_directories(shared);
   fs::permissions(shared, fs::perms::all);
   std::string marker = shared + "/term.log";
-  home.add_plugin("slow", testapp_plugin(1, "\n[custom]\ncleanup_seconds = 1\n"
-                                                "term_marker = " + marker + "\n"));
-  write_text(home.path() + "/config/plugins/slow.ini", "[app_main]\nwritable_paths = " + shared + "\n");
+  home.add_plugin("slow", testapp_plugin(1,
+                                         "\n[custom]\ncleanup_seconds = 1\n"
+                                         "term_marker = " +
+                                             marker + "\n"));
+  write_text(home.path() + "/config/plugins/slow.ini",
+             "[app_main]\nwritable_paths = " + shared + "\n");
   int port = free_port();
   REQUIRE(home.start(port).exit_code == 0);
   HttpResponse long_request;
-  std::thread client([&] { long_request = http_get(port, "/slow/main/sleep?s=3", "localhost", 20000); });
+  std::thread client(
+      [&] { long_request = http_get(port, "/slow/main/sleep?s=3", "localhost", 20000); });
   std::this_thread::sleep_for(500ms);
   auto stopped = home.stop();
   client.join();
@@ -292,8 +297,9 @@ TEST_CASE("C4: a worker dying 0.5 s after each start: growing delays, no busy su
   }
   TempHome home;
   home.add_plugin("good", testapp_plugin(1));
-  home.add_plugin("flaky", test_general() + "[extra_daemon_crash]\n_cmd_and_args = /bin/sh -c "
-                                       "'sleep 0.5; exit 1'\nnumprocesses = 1\n");
+  home.add_plugin("flaky", test_general() +
+                               "[extra_daemon_crash]\n_cmd_and_args = /bin/sh -c "
+                               "'sleep 0.5; exit 1'\nnumprocesses = 1\n");
   int port = free_port();
   REQUIRE(home.start(port).exit_code == 0);
   int supervisor = home.ps()["service"]["pid"];
@@ -413,7 +419,8 @@ TEST_CASE("after kill -9 of the supervisor, run again cleans up and starts fresh
     CHECK_FALSE(alive(pid));
   }
   CHECK_FALSE(alive(old_nginx));
-  CHECK(processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() == 2);  // never two copies
+  CHECK(processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() ==
+        2);  // never two copies
   CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(read_text(home.path() + "/log/mfserv.log").find("left in") != std::string::npos);
   CHECK(home.stop().exit_code == 0);

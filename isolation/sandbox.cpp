@@ -178,6 +178,35 @@ int set_read_only(const char* path, bool read_only, bool recursive) {
   return 0;
 }
 
+// mfserv-init beside the running executable, opened once (O_PATH: exec'd through the fd, so
+// that it need not be visible inside the sandbox); -1 when it is not there.
+int init_program_fd() {
+  static const int fd = [] {
+    const std::string path = sandbox_init_path();
+    return path.empty() ? -1 : ::open(path.c_str(), O_PATH | O_CLOEXEC);
+  }();
+  return fd;
+}
+
+// Calls VISIT on every folder to hide (the sandbox's own, then the shared ones) without
+// allocating, until it returns an errno.
+template <typename Visit>
+int for_each_hidden(const PreparedSandbox& sandbox, Visit visit) {
+  for (const auto& op : sandbox.hide) {
+    if (int err = visit(op.path.c_str()); err != 0) {
+      return err;
+    }
+  }
+  if (sandbox.hide_shared) {
+    for (const auto& path : *sandbox.hide_shared) {
+      if (int err = visit(path.c_str()); err != 0) {
+        return err;
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 const char* to_string(SandboxStep step) {
@@ -249,6 +278,7 @@ Result<PreparedSandbox> prepare_sandbox(const SandboxSpec& spec) {
     }
   }
   sandbox.hide = to_ops(spec.hide);
+  sandbox.hide_shared = spec.hide_shared;
   sandbox.private_tmp = to_ops(spec.private_tmp);
   sandbox.readonly = to_ops(spec.readonly);
   sandbox.writable = to_ops(spec.writable);
@@ -261,17 +291,34 @@ Result<PreparedSandbox> prepare_sandbox(const SandboxSpec& spec) {
   sandbox.mkdir_scratch.assign(longest + 1, '\0');
 
   if (spec.seccomp) {
-    auto program = build_seccomp_program();
-    if (!program) {
-      return program.error();
+    // The same deny-list for every sandbox: built on first use, then shared.
+    static std::shared_ptr<const std::vector<sock_filter>> shared_program;
+    if (!shared_program) {
+      auto program = build_seccomp_program();
+      if (!program) {
+        return program.error();
+      }
+      shared_program = std::make_shared<const std::vector<sock_filter>>(std::move(*program));
     }
-    sandbox.seccomp_program = std::move(*program);
+    sandbox.seccomp_program = shared_program;
   }
+  sandbox.init_fd = init_program_fd();
   sandbox.no_capabilities.reset(cap_init());
   if (!sandbox.no_capabilities) {
     return Error::from_errno("libcap: cap_init");
   }
   return sandbox;
+}
+
+std::string sandbox_init_path() {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    return "";
+  }
+  std::string path(self, static_cast<size_t>(n));
+  path = path.substr(0, path.rfind('/') + 1) + "mfserv-init";
+  return ::access(path.c_str(), X_OK) == 0 ? path : "";
 }
 
 int sandbox_clone_flags(const PreparedSandbox& sandbox) {
@@ -311,13 +358,17 @@ int enter_sandbox_mounts(PreparedSandbox& sandbox, SandboxStep* step) {
       return failed(SandboxStep::k_hide);
     }
   }
-  for (auto& op : sandbox.hide) {
+  const int hidden = for_each_hidden(sandbox, [](const char* path) {
     // A folder already covered by an earlier tmpfs is gone: ENOENT is fine.
-    if (::mount("tmpfs", op.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") !=
-            0 &&
+    if (::mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0 &&
         errno != ENOENT) {
-      return failed(SandboxStep::k_hide);
+      return errno;
     }
+    return 0;
+  });
+  if (hidden != 0) {
+    errno = hidden;
+    return failed(SandboxStep::k_hide);
   }
   for (auto* ops : {&sandbox.readonly, &sandbox.writable}) {
     bool read_only = ops == &sandbox.readonly;
@@ -337,9 +388,10 @@ int enter_sandbox_mounts(PreparedSandbox& sandbox, SandboxStep* step) {
       }
     }
   }
-  for (auto& op : sandbox.hide) {
-    (void)set_read_only(op.path.c_str(), true, false);
-  }
+  (void)for_each_hidden(sandbox, [](const char* path) {
+    (void)set_read_only(path, true, false);
+    return 0;
+  });
   // A /proc of the new PID namespace: the worker sees its own processes only.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
     return failed(SandboxStep::k_proc);
@@ -379,10 +431,10 @@ int enter_sandbox_identity(const PreparedSandbox& sandbox, SandboxStep* step) {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return failed(SandboxStep::k_no_new_privs);
   }
-  if (!sandbox.seccomp_program.empty()) {
+  if (sandbox.seccomp_program && !sandbox.seccomp_program->empty()) {
     struct sock_fprog program {};
-    program.len = static_cast<unsigned short>(sandbox.seccomp_program.size());
-    program.filter = const_cast<sock_filter*>(sandbox.seccomp_program.data());
+    program.len = static_cast<unsigned short>(sandbox.seccomp_program->size());
+    program.filter = const_cast<sock_filter*>(sandbox.seccomp_program->data());
     if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) != 0) {
       return failed(SandboxStep::k_seccomp);
     }

@@ -13,7 +13,6 @@
 #include <sys/types.h>
 
 #include <memory>
-
 #include <string>
 #include <vector>
 
@@ -22,9 +21,12 @@
 namespace mfserv::isolation {
 
 struct SandboxSpec {
-  std::string hostname;                  // "APP.PLUGIN" (cut to 64 bytes)
-  bool network_none = false;             // new, empty network namespace
-  std::vector<std::string> hide;         // covered by an empty read-only tmpfs
+  std::string hostname;           // "APP.PLUGIN" (cut to 64 bytes)
+  bool network_none = false;      // new, empty network namespace
+  std::vector<std::string> hide;  // covered by an empty read-only tmpfs
+  // Hidden the same way, one list shared by every sandbox of a supervisor (other plugins'
+  // folders): it may name the sandbox's own plugin, which `readonly` shows again.
+  std::shared_ptr<const std::vector<std::string>> hide_shared;
   std::vector<std::string> private_tmp;  // covered by a private writable tmpfs (/tmp, /dev/shm)
   std::vector<std::string> readonly;     // shown read-only even under a hidden folder
   std::vector<std::string> writable;     // shown read-write
@@ -61,17 +63,25 @@ struct PreparedSandbox {
   std::string hostname;
   bool network_none = false;
   std::vector<MountOp> hide;
+  std::shared_ptr<const std::vector<std::string>> hide_shared;  // see SandboxSpec
   std::vector<MountOp> private_tmp;
   std::vector<MountOp> readonly;
   std::vector<MountOp> writable;
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
-  std::vector<sock_filter> seccomp_program;  // empty: no filter
+  // Built once per process and shared by every sandbox; null: no filter.
+  std::shared_ptr<const std::vector<sock_filter>> seccomp_program;
   // An empty capability set, allocated here so the child only calls cap_set_proc.
   std::unique_ptr<std::remove_pointer_t<cap_t>, int (*)(void*)> no_capabilities{nullptr, cap_free};
   std::string mkdir_scratch;  // a buffer long enough for any mount path
+  // mfserv-init (O_PATH, opened once per process), exec'd as PID 1 once the program is forked;
+  // -1 when it is not beside the running binary: the forked init then stays in place.
+  int init_fd = -1;
 };
+
+// Where mfserv-init was found (beside the running executable), "" when it was not.
+std::string sandbox_init_path();
 
 // Resolves the user, builds the seccomp program and orders the mounts. An error names what
 // is wrong (unknown user, a writable path that does not exist...).

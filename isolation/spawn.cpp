@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "isolation/cgroup.hpp"
+#include "isolation/sandbox_init.hpp"
 
 namespace mfserv::isolation {
 namespace {
@@ -64,10 +65,8 @@ const char* step_name(int step) {
   ::_exit(127);
 }
 
-// Writes the decimal value of PID into the digits reserved at the end of ENTRY.
-void fill_pid(char* entry, pid_t pid) {
-  size_t len = std::strlen(entry);
-  char* end = entry + len;
+// Writes the decimal value of PID and a '\0' to OUT (16 bytes are enough), allocation-free.
+void format_decimal(char* out, pid_t pid) {
   char digits[16];
   int n = 0;
   long value = pid;
@@ -75,11 +74,15 @@ void fill_pid(char* entry, pid_t pid) {
     digits[n++] = static_cast<char>('0' + value % 10);
     value /= 10;
   } while (value > 0);
-  char* start = std::strchr(entry, '=') + 1;
-  for (int i = 0; i < n && start + i < end; ++i) {
-    start[i] = digits[n - 1 - i];
+  for (int i = 0; i < n; ++i) {
+    out[i] = digits[n - 1 - i];
   }
-  start[n] = '\0';
+  out[n] = '\0';
+}
+
+// Writes the decimal value of PID over the digits reserved after the '=' of ENTRY.
+void fill_pid(char* entry, pid_t pid) {
+  format_decimal(std::strchr(entry, '=') + 1, pid);
 }
 
 void reset_signals() {
@@ -88,31 +91,6 @@ void reset_signals() {
   sigprocmask(SIG_SETMASK, &empty, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) {
     signal(sig, SIG_DFL);
-  }
-}
-
-// PID 1 of the sandbox: forwards what the supervisor sends to the program and reaps every
-// child; exits when the program does (the kernel then kills whatever is left inside).
-[[noreturn]] void run_init(pid_t program) {
-  sigset_t all;
-  sigfillset(&all);
-  for (;;) {
-    siginfo_t info{};
-    int sig = sigwaitinfo(&all, &info);
-    if (sig < 0) {
-      continue;
-    }
-    if (sig != SIGCHLD) {
-      ::kill(program, sig);
-      continue;
-    }
-    int status = 0;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      if (pid == program) {
-        ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-      }
-    }
   }
 }
 
@@ -162,13 +140,22 @@ void reset_signals() {
       fail(pipe_fd, k_step_fds);
     }
   }
+  // The init program's fd, right after the failure pipe (fds 0-3 are final by now).
+  int init_fd = -1;
+  if (sandbox && sandbox->init_fd >= 0) {
+    init_fd = pipe_fd + 1;
+    if (sandbox->init_fd != init_fd && ::dup3(sandbox->init_fd, init_fd, O_CLOEXEC) < 0) {
+      init_fd = -1;
+    }
+  }
   // Nothing else of the supervisor's may reach the program, nor stay open in a sandbox's
-  // init (which never execs): close everything but the failure pipe (close-on-exec).
+  // init: close everything but the failure pipe and the init program (both close-on-exec).
   int first_closed = spec.listen_fd >= 0 ? 4 : 3;
   if (pipe_fd > first_closed) {
     ::syscall(SYS_close_range, first_closed, pipe_fd - 1, 0);
   }
-  ::syscall(SYS_close_range, std::max(pipe_fd + 1, first_closed), ~0U, 0);
+  ::syscall(SYS_close_range, std::max((init_fd >= 0 ? init_fd : pipe_fd) + 1, first_closed), ~0U,
+            0);
   SandboxStep sandbox_step = SandboxStep::k_none;
   if (sandbox) {
     if (int err = enter_sandbox_mounts(*sandbox, &sandbox_step); err != 0) {
@@ -199,7 +186,16 @@ void reset_signals() {
     }
     if (program > 0) {
       ::close(pipe_fd);  // the program's exec (or failure) now decides what the parent reads
-      run_init(program);
+      if (init_fd >= 0) {
+        // This copy of the supervisor's memory becomes mfserv-init, signals still blocked.
+        char pid_text[16];
+        format_decimal(pid_text, program);
+        char init_name[] = "mfserv-init";
+        char* init_argv[] = {init_name, pid_text, nullptr};
+        char* init_envp[] = {nullptr};
+        ::syscall(SYS_execveat, init_fd, "", init_argv, init_envp, AT_EMPTY_PATH);
+      }
+      run_sandbox_init(program);  // no init program, or it could not be executed
     }
     reset_signals();
   }

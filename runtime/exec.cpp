@@ -49,7 +49,8 @@ Result<int> exec_in_app(const Home& home, const std::string& plugin_name,
   if (auto st = (*cgroups)->create(leaf, {}); !st) {
     return st.error();
   }
-  auto sandbox = isolation::prepare_sandbox(sandbox_spec(home, report.plugins, *plugin, *app));
+  auto sandbox = isolation::prepare_sandbox(
+      sandbox_spec(home, hidden_plugin_dirs(home, report.plugins), *plugin, *app));
   if (!sandbox) {
     (void)(*cgroups)->remove(leaf);
     return sandbox.error();

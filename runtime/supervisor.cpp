@@ -69,7 +69,9 @@ std::string describe_exit(const siginfo_t* info, bool sandboxed) {
 class Supervisor::Impl {
  public:
   Impl(RunOptions options, std::vector<images::PluginConfig> plugins)
-      : m_options(std::move(options)), m_plugins(std::move(plugins)) {}
+      : m_options(std::move(options)),
+        m_plugins(std::move(plugins)),
+        m_hidden_plugins(hidden_plugin_dirs(m_options.home, m_plugins)) {}
 
   ~Impl() {
     m_groups.clear();
@@ -150,6 +152,8 @@ class Supervisor::Impl {
 
   RunOptions m_options;
   std::vector<images::PluginConfig> m_plugins;
+  // Plugin folders outside the home, hidden in every sandbox (one list shared by all).
+  std::shared_ptr<const std::vector<std::string>> m_hidden_plugins;
   Logger m_log;
   UniqueFd m_lock;
   std::unique_ptr<isolation::CgroupBackend> m_cgroups;
@@ -434,7 +438,7 @@ Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
   if (auto st = check_sandbox_policy(m_options.home, plugin, *group.app); !st) {
     return st;
   }
-  auto spec = sandbox_spec(m_options.home, m_plugins, plugin, *group.app);
+  auto spec = sandbox_spec(m_options.home, m_hidden_plugins, plugin, *group.app);
   std::string var_dir = plugin_var_dir(m_options.home, plugin);
   if (auto st = make_dirs(var_dir, 0750); !st) {
     return st;
@@ -1108,6 +1112,12 @@ nlohmann::json Supervisor::Impl::reload() {
       broken += (broken.empty() ? "" : ", ") + plugin.name;
     }
   }
+  {
+    // Sandboxes prepared from here on, and the running ones below, hide every plugin loaded now.
+    std::vector<images::PluginConfig> loaded = report.plugins;
+    loaded.insert(loaded.end(), kept.begin(), kept.end());
+    m_hidden_plugins = hidden_plugin_dirs(home, loaded);
+  }
   auto is_kept = [&](const std::string& name) {
     return std::any_of(kept.begin(), kept.end(), [&](const auto& p) { return p.name == name; });
   };
@@ -1174,6 +1184,11 @@ nlohmann::json Supervisor::Impl::reload() {
   }
   m_plugins = report.plugins;
   m_plugins.insert(m_plugins.end(), kept.begin(), kept.end());
+  for (auto& group : m_groups) {
+    if (group->sandbox) {
+      group->sandbox->hide_shared = m_hidden_plugins;  // their next start hides new plugins too
+    }
+  }
   auto before = read_file(home.nginx_conf());
   auto st = write_nginx_conf();
   auto after = read_file(home.nginx_conf());

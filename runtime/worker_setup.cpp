@@ -1,6 +1,10 @@
 #include "runtime/worker_setup.hpp"
 
+#include <algorithm>
+
+#include "images/archive_entries.hpp"
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 
 namespace mfserv::runtime {
 
@@ -40,8 +44,21 @@ std::vector<std::string> worker_env(const Home& home, const images::PluginConfig
   return env;
 }
 
+std::shared_ptr<const std::vector<std::string>> hidden_plugin_dirs(
+    const Home& home, const std::vector<images::PluginConfig>& plugins) {
+  std::vector<std::string> dirs;
+  for (const auto& plugin : plugins) {
+    if (!starts_with(plugin.dir, home.root + "/")) {
+      dirs.push_back(plugin.dir);
+    }
+  }
+  std::sort(dirs.begin(), dirs.end());
+  dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+  return std::make_shared<const std::vector<std::string>>(std::move(dirs));
+}
+
 isolation::SandboxSpec sandbox_spec(const Home& home,
-                                    const std::vector<images::PluginConfig>& plugins,
+                                    std::shared_ptr<const std::vector<std::string>> hidden,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app) {
   isolation::SandboxSpec spec;
@@ -57,11 +74,9 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
     spec.hide.push_back("/run");
     spec.hide.push_back("/var/run");
   }
-  for (const auto& other : plugins) {
-    if (other.dir != plugin.dir) {
-      spec.hide.push_back(other.dir);
-    }
-  }
+  // Installed plugins live in the home, hidden above; the list may name this plugin too,
+  // shown again read-only below.
+  spec.hide_shared = std::move(hidden);
   spec.readonly.push_back(plugin.dir);
   spec.readonly.insert(spec.readonly.end(), app.readonly_paths.begin(), app.readonly_paths.end());
   spec.writable = app.writable_paths;
@@ -81,7 +96,7 @@ std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plu
     auto content = read_file(file);
     text += file + "\n" + (content ? *content : std::string("-")) + "\n";
   }
-  return text;
+  return images::archive_format::sha256_hex(text);
 }
 
 Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,

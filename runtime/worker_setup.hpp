@@ -2,6 +2,7 @@
 // its environment and the shape of its sandbox.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,15 +23,21 @@ std::vector<std::string> worker_env(const Home& home, const images::PluginConfig
                                     const images::AppConfig& app, int wid,
                                     const std::string& socket_path, int port);
 
-// Hides the home and every other plugin, shows the plugin read-only and its writable paths
-// (plus its var folder) read-write.
+// The plugin folders a sandbox hides besides the home: those outside it (dev links), which
+// hiding the home does not cover. One list for all apps, shared by their sandboxes.
+std::shared_ptr<const std::vector<std::string>> hidden_plugin_dirs(
+    const Home& home, const std::vector<images::PluginConfig>& plugins);
+
+// Hides the home and every other plugin (HIDDEN, from hidden_plugin_dirs), shows the plugin
+// read-only and its writable paths (plus its var folder) read-write.
 isolation::SandboxSpec sandbox_spec(const Home& home,
-                                    const std::vector<images::PluginConfig>& plugins,
+                                    std::shared_ptr<const std::vector<std::string>> hidden,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app);
 
 // Changes whenever what makes the plugin's config changes: its folder, its config.ini and its
-// override files. A reload restarts the apps of plugins whose fingerprint changed.
+// override files (a sha256 of them). A reload restarts the apps of plugins whose fingerprint
+// changed.
 std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin);
 
 // A plugin cannot widen its own sandbox: `user`, `seccomp`, `writable_paths` and

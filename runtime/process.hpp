@@ -25,12 +25,14 @@ const char* to_string(ProcessState state);
 struct Group;
 struct Process;
 
-// An earlier incarnation of a worker, replaced (restart, max_age, reload) and finishing its
-// requests in a cgroup leaf of its own while the new one already serves on the same socket.
+// An earlier incarnation of a worker, replaced (restart, max_age, reload): it keeps serving on
+// the shared socket until the new one is ready, then gets its stop signal and finishes its
+// requests in a cgroup leaf of its own.
 struct Draining {
   Process* process = nullptr;
   pid_t pid = -1;
   std::string cgroup;
+  bool signaled = false;    // false: still serving, waiting for the new incarnation's readiness
   EventSource child_watch;  // its userdata stays the Process: exits are told apart by pid
   EventSource kill_timer;
 };
@@ -42,6 +44,7 @@ struct Process {
   std::string cgroup;       // leaf, relative to the hierarchy root
   std::string socket_path;  // apps only
   UniqueFd listen_fd;       // apps only: owned by the supervisor, passed as fd 3
+  ino_t socket_ino = 0;     // the path's inode once bound: only our own socket is unlinked
 
   ProcessState state = ProcessState::Stopped;
   pid_t pid = -1;
@@ -66,6 +69,9 @@ struct Process {
   EventSource oom_watch;
   std::uint64_t oom_kills_seen = 0;  // OOM kills inside the worker while it kept running
   bool held = false;                 // stopped on request (`mfserv stop PLUGIN/APP`): no restart
+  bool removed = false;           // a reload lowered numprocesses: erased once stopped and drained
+  bool stop_after_nginx = false;  // not in nginx's new config: stops when its old workers are gone
+  std::string pending_replace;    // a replacement waiting for the previous incarnation to finish
 };
 
 struct Group {

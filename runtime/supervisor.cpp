@@ -98,17 +98,25 @@ class Supervisor::Impl {
 
   std::unique_ptr<Group> make_group(const std::shared_ptr<const images::PluginConfig>& plugin,
                                     const images::AppConfig& app);
+  std::unique_ptr<Process> make_process(Group& group, int wid);
   Status prepare_group(Group& group);
 
   // Changes while running: replace (restart, max_age), stop/start on request, reload.
   void replace_process(Process& process, const std::string& reason);
-  void restart_group(Group& group);
+  void signal_draining(Process& process);
+  std::vector<Process*> resize_group(Group& group, int numprocesses);
+  void sweep();
+  void restart_group(Group& group, const std::vector<Process*>& skip = {});
+  void close_worker_socket(Process& process);
+  void reload_nginx();
+  void stop_out_of_nginx();
   void hold_group(Group& group);
   void release_group(Group& group);
   nlohmann::json reload();
   std::vector<Group*> find_groups(const std::string& target, std::string& error);
   void on_draining_exit(Process& process, pid_t pid);
   std::string leaf_of(const Process& process) const;
+  static Process* find_process(Group& group, int wid);
 
   // Process life cycle.
   void start_process(Process& process);
@@ -141,6 +149,7 @@ class Supervisor::Impl {
   static int on_control_io(sd_event_source*, int, uint32_t, void* data);
   static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
   static int on_drain_timer(sd_event_source*, uint64_t, void* data);
+  static int on_nginx_settle_timer(sd_event_source*, uint64_t, void* data);
   static int on_age_timer(sd_event_source*, uint64_t, void* data);
   static int on_oom_event(sd_event_source*, int, uint32_t, void* data);
   void watch_oom(Process& process);
@@ -168,6 +177,11 @@ class Supervisor::Impl {
   UniqueFd m_control_fd;
   EventSource m_control_watch;
   EventSource m_startup_timer;
+  // After a reload of nginx: the workers of its previous configuration, still finishing
+  // requests, and when to stop waiting for them.
+  std::vector<pid_t> m_old_nginx_workers;
+  std::uint64_t m_nginx_settle_deadline_us = 0;
+  EventSource m_nginx_settle_timer;
   bool m_shutting_down = false;
   bool m_startup_reported = false;
   bool m_prepared = false;
@@ -352,17 +366,31 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
     group->worker_limits.swap_max = app.swap_max;
   }
   for (int wid = 1; wid <= app.numprocesses; ++wid) {
-    auto process = std::make_unique<Process>();
-    process->supervisor = this;
-    process->group = group.get();
-    process->wid = wid;
-    process->cgroup = leaf_of(*process);
-    if (is_app) {
-      process->socket_path = worker_socket_path(home, plugin->name, app.name, wid);
-    }
-    group->processes.push_back(std::move(process));
+    group->processes.push_back(make_process(*group, wid));
   }
   return group;
+}
+
+std::unique_ptr<Process> Supervisor::Impl::make_process(Group& group, int wid) {
+  auto process = std::make_unique<Process>();
+  process->supervisor = this;
+  process->group = &group;
+  process->wid = wid;
+  process->cgroup = leaf_of(*process);
+  if (group.kind == Group::Kind::App) {
+    process->socket_path =
+        worker_socket_path(m_options.home, group.plugin->name, group.app->name, wid);
+  }
+  return process;
+}
+
+Process* Supervisor::Impl::find_process(Group& group, int wid) {
+  for (auto& process : group.processes) {
+    if (process->wid == wid) {
+      return process.get();
+    }
+  }
+  return nullptr;
 }
 
 std::string Supervisor::Impl::leaf_of(const Process& process) const {
@@ -490,6 +518,10 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
   if (::listen(fd.get(), 511) != 0) {
     return Error::from_errno("listening on " + path);
   }
+  if (::lstat(path.c_str(), &st) != 0) {
+    return Error::from_errno("stat " + path);
+  }
+  process.socket_ino = st.st_ino;
   process.listen_fd = std::move(fd);
   return {};
 }
@@ -761,13 +793,14 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   if (auto st = m_cgroups->kill_all(process.cgroup, 2000); !st) {
     m_log.error(group.label + ": " + st.error().describe());
   }
-  bool expected =
-      m_shutting_down || process.held || group.retired || process.state == ProcessState::Stopping;
+  // Every stop (shutdown, hold, retire, removal) sets one of these first.
+  bool expected = m_shutting_down || process.held || process.removed || group.retired;
   m_log.info(fmt::format("{} worker {} exited ({}){}", group.label, process.wid, reason,
                          expected ? "" : ", restarting"));
   if (expected) {
     process.state = ProcessState::Stopped;
     continue_shutdown();
+    sweep();  // may erase PROCESS: nothing below
     return;
   }
   std::uint64_t uptime = now_us() - process.started_us;
@@ -878,6 +911,7 @@ void Supervisor::Impl::mark_ready(Process& process) {
   check_oom(process);
   process.ready = true;
   process.state = ProcessState::Running;
+  signal_draining(process);  // the new incarnation serves: the previous ones may go
   Group& group = *process.group;
   if (group.app && group.app->max_age > 0) {
     // Jitter so that workers started together are not all recycled together.
@@ -892,7 +926,9 @@ void Supervisor::Impl::mark_ready(Process& process) {
   if (!group.rolling.empty() && group.rolling.front() == process.wid) {
     group.rolling.erase(group.rolling.begin());
     if (!group.rolling.empty()) {
-      replace_process(*group.processes[static_cast<size_t>(group.rolling.front() - 1)], "restart");
+      if (Process* next = find_process(group, group.rolling.front())) {
+        replace_process(*next, "restart");
+      }
     }
   }
   m_log.info(fmt::format("{} worker {} ready ({} ms)", process.group->label, process.wid,
@@ -939,11 +975,13 @@ void Supervisor::Impl::check_startup(bool deadline_passed) {
 // Changes while running
 
 // Starts a new incarnation of the worker on the same listening socket, in the other cgroup
-// leaf, and sends the old one its stop signal: the old one stops accepting and finishes its
-// requests while the new one takes the connections (queued in the socket's backlog meanwhile).
+// leaf. The old one keeps serving until the new one is ready (mark_ready), then gets its stop
+// signal, stops accepting and finishes its requests: a new version that never becomes ready
+// leaves the old one serving. A replacement asked for while the other leaf still holds an
+// earlier incarnation waits until that one is gone.
 void Supervisor::Impl::replace_process(Process& process, const std::string& reason) {
   Group& group = *process.group;
-  if (m_shutting_down || process.held || group.retired) {
+  if (m_shutting_down || process.held || process.removed || group.retired) {
     return;
   }
   if (process.state != ProcessState::Running && process.state != ProcessState::Starting) {
@@ -960,8 +998,9 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
       group.cgroup + "/w" + std::to_string(process.wid) + (next_generation % 2 == 0 ? "" : "b");
   for (const auto& old : process.draining) {
     if (old->cgroup == next_leaf) {
-      m_log.warn(fmt::format("{} worker {}: still draining its previous incarnation, {} waits",
-                             group.label, process.wid, reason));
+      m_log.info(fmt::format("{} worker {}: {} waits for its previous incarnation (pid {})",
+                             group.label, process.wid, reason, old->pid));
+      process.pending_replace = reason;
       return;
     }
   }
@@ -974,16 +1013,8 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
   old->pid = process.pid;
   old->cgroup = process.cgroup;
   old->child_watch = std::move(process.child_watch);
-  int grace = group.app ? group.app->graceful_timeout : k_nginx_grace_s;
-  sd_event_source* source = nullptr;
-  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
-                                 static_cast<std::uint64_t>(grace) * k_usec_per_sec, 1000,
-                                 on_drain_timer, old.get()) >= 0) {
-    old->kill_timer = EventSource(source);
-  }
-  ::kill(old->pid, group.app ? group.app->smart_stop_signal : SIGTERM);
-  m_log.info(fmt::format("{} worker {}: replacing pid {} ({})", group.label, process.wid, old->pid,
-                         reason));
+  m_log.info(fmt::format("{} worker {}: replacing pid {} ({}) once the new one is ready",
+                         group.label, process.wid, old->pid, reason));
   process.draining.push_back(std::move(old));
   process.timer.reset();
   process.probe_watch.reset();
@@ -995,35 +1026,70 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
   start_process(process);
 }
 
+// Sends the earlier incarnations of PROCESS still serving their stop signal, with a kill
+// after the grace period: the new one is ready, or the worker is being stopped.
+void Supervisor::Impl::signal_draining(Process& process) {
+  Group& group = *process.group;
+  int grace = group.app ? group.app->graceful_timeout : k_nginx_grace_s;
+  int signal = group.app ? group.app->smart_stop_signal : SIGTERM;
+  for (auto& old : process.draining) {
+    if (old->signaled) {
+      continue;
+    }
+    old->signaled = true;
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
+                                   static_cast<std::uint64_t>(grace) * k_usec_per_sec, 1000,
+                                   on_drain_timer, old.get()) >= 0) {
+      old->kill_timer = EventSource(source);
+    }
+    ::kill(old->pid, signal);
+  }
+}
+
 void Supervisor::Impl::on_draining_exit(Process& process, pid_t pid) {
   auto& list = process.draining;
   for (auto it = list.begin(); it != list.end(); ++it) {
     if ((*it)->pid == pid) {
       (void)m_cgroups->kill_all((*it)->cgroup, 2000);
-      m_log.info(fmt::format("{} worker {}: previous pid {} finished", process.group->label,
-                             process.wid, pid));
+      m_log.info(
+          fmt::format("{} worker {}: previous pid {} {}", process.group->label, process.wid, pid,
+                      (*it)->signaled ? "finished" : "exited before its replacement was ready"));
       list.erase(it);
       break;
     }
   }
+  if (!process.pending_replace.empty()) {
+    std::string reason = std::exchange(process.pending_replace, "");
+    replace_process(process, reason);
+  }
   continue_shutdown();
+  sweep();
 }
 
 // Rolling: one worker at a time, the next once the previous one's replacement is ready.
-void Supervisor::Impl::restart_group(Group& group) {
+// SKIP: workers that are new (nothing to replace).
+void Supervisor::Impl::restart_group(Group& group, const std::vector<Process*>& skip) {
   group.rolling.clear();
   for (auto& process : group.processes) {
-    process->held = false;
-    group.rolling.push_back(process->wid);
+    if (!process->removed && std::find(skip.begin(), skip.end(), process.get()) == skip.end()) {
+      process->held = false;
+      group.rolling.push_back(process->wid);
+    }
   }
   if (!group.rolling.empty()) {
-    replace_process(*group.processes.front(), "restart");
+    if (Process* first = find_process(group, group.rolling.front())) {
+      replace_process(*first, "restart");
+    }
   }
 }
 
 void Supervisor::Impl::hold_group(Group& group) {
   group.rolling.clear();
   for (auto& process : group.processes) {
+    if (process->removed) {
+      continue;
+    }
     process->held = true;
     // No listener left: nginx gets "connection refused" at once (502) instead of waiting in
     // a backlog nobody will accept from.
@@ -1035,6 +1101,9 @@ void Supervisor::Impl::hold_group(Group& group) {
 
 void Supervisor::Impl::release_group(Group& group) {
   for (auto& process : group.processes) {
+    if (process->removed) {
+      continue;
+    }
     process->held = false;
     if (group.kind == Group::Kind::App && !process->listen_fd) {
       if (auto st = open_worker_socket(*process); !st) {
@@ -1047,6 +1116,175 @@ void Supervisor::Impl::release_group(Group& group) {
       process->failures_in_a_row = 0;
       start_process(*process);
     }
+  }
+}
+
+// A reload changed numprocesses: new workers (returned, with their sockets, not started yet)
+// or the last ones marked removed (the caller stops them; sweep() erases them once gone).
+std::vector<Process*> Supervisor::Impl::resize_group(Group& group, int numprocesses) {
+  std::vector<Process*> added;
+  for (auto& process : group.processes) {
+    if (process->wid > numprocesses) {
+      process->removed = true;
+    } else if (process->removed) {
+      process->removed = false;  // removed by an earlier reload, wanted again: restarts
+    }
+  }
+  for (int wid = 1; wid <= numprocesses; ++wid) {
+    if (find_process(group, wid)) {
+      continue;
+    }
+    group.processes.push_back(make_process(group, wid));
+    Process& process = *group.processes.back();
+    Status st = m_cgroups->create(process.cgroup, group.worker_limits);
+    if (st && group.kind == Group::Kind::App) {
+      st = open_worker_socket(process);
+    }
+    if (!st) {
+      process.last_error = st.error().describe();
+      process.state = ProcessState::Failed;
+      m_log.error(group.label + ": " + process.last_error);
+      continue;
+    }
+    added.push_back(&process);
+  }
+  return added;
+}
+
+void Supervisor::Impl::close_worker_socket(Process& process) {
+  if (process.listen_fd) {
+    process.listen_fd.reset();
+    // The path may be another group's socket by now (an app removed, then added again).
+    struct stat st {};
+    if (!process.socket_path.empty() && ::lstat(process.socket_path.c_str(), &st) == 0 &&
+        S_ISSOCK(st.st_mode) && st.st_ino == process.socket_ino) {
+      ::unlink(process.socket_path.c_str());
+    }
+  }
+}
+
+// SIGHUP to nginx's master. The workers of the previous configuration finish their requests
+// and may still pass new ones to any worker that configuration named: workers a reload takes
+// out of nginx stop only once those are gone (stop_out_of_nginx), so none of them meets a
+// closed socket (a 502 when the same request already failed on a stale keep-alive connection).
+void Supervisor::Impl::reload_nginx() {
+  Process& nginx = *m_nginx->processes.front();
+  if (nginx.pid <= 0) {
+    return;
+  }
+  m_old_nginx_workers.clear();
+  for (pid_t pid : m_cgroups->pids(nginx.cgroup)) {
+    if (pid != nginx.pid) {
+      m_old_nginx_workers.push_back(pid);
+    }
+  }
+  ::kill(nginx.pid, SIGHUP);
+  // nginx's old workers close idle connections at once and busy ones after their request:
+  // beyond the longest app timeout, something is wrong with them and the stops go ahead.
+  int longest = k_nginx_grace_s;
+  for (const auto& group : m_groups) {
+    if (group->app) {
+      longest = std::max(longest, group->app->timeout);
+    }
+  }
+  m_nginx_settle_deadline_us = now_us() + static_cast<std::uint64_t>(longest) * k_usec_per_sec;
+  m_nginx_settle_timer.reset();
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
+                                 on_nginx_settle_timer, this) >= 0) {
+    m_nginx_settle_timer = EventSource(source);
+  } else {
+    stop_out_of_nginx();
+  }
+}
+
+int Supervisor::Impl::on_nginx_settle_timer(sd_event_source*, uint64_t, void* data) {
+  auto* self = static_cast<Impl*>(data);
+  auto& old = self->m_old_nginx_workers;
+  old.erase(std::remove_if(old.begin(), old.end(),
+                           [](pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }),
+            old.end());
+  if (!old.empty() && now_us() < self->m_nginx_settle_deadline_us) {
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
+                                   on_nginx_settle_timer, self) >= 0) {
+      self->m_nginx_settle_timer = EventSource(source);  // replaces (and frees) this one
+      return 0;
+    }
+  }
+  if (!old.empty()) {
+    self->m_log.warn(
+        fmt::format("nginx: {} workers of the previous configuration still run; "
+                    "stopping the workers it no longer names anyway",
+                    old.size()));
+  }
+  self->m_nginx_settle_timer.reset();
+  self->stop_out_of_nginx();
+  return 0;
+}
+
+// Workers that nginx's configuration no longer names (their app removed, or beyond a lower
+// numprocesses): closing their listener makes any late connection fail at once rather than
+// wait in a backlog nobody accepts from.
+void Supervisor::Impl::stop_out_of_nginx() {
+  for (auto& group : m_groups) {
+    for (auto& process : group->processes) {
+      if (!std::exchange(process->stop_after_nginx, false) || m_shutting_down ||
+          !(process->removed || group->retired)) {
+        continue;
+      }
+      process->age_timer.reset();
+      close_worker_socket(*process);
+      stop_process(*process, group->app->smart_stop_signal, group->app->graceful_timeout);
+    }
+  }
+  sweep();
+}
+
+// Erases the workers a reload removed and the groups it retired once nothing of them runs
+// (no process, no earlier incarnation draining), with their cgroups.
+void Supervisor::Impl::sweep() {
+  auto gone = [](const Process& process) {
+    return process.pid <= 0 && process.draining.empty() &&
+           (process.state == ProcessState::Stopped || process.state == ProcessState::Failed);
+  };
+  auto remove_leaves = [this](const Process& process) {
+    const std::string base = process.group->cgroup + "/w" + std::to_string(process.wid);
+    for (const std::string& leaf : {base, base + "b"}) {
+      if (auto st = m_cgroups->remove(leaf); !st) {
+        m_log.warn(st.error().describe());
+      }
+    }
+  };
+  for (auto it = m_groups.begin(); it != m_groups.end();) {
+    Group& group = **it;
+    if (group.retired) {
+      if (!std::all_of(group.processes.begin(), group.processes.end(),
+                       [&](const auto& process) { return gone(*process); })) {
+        ++it;
+        continue;
+      }
+      bool shared = std::any_of(m_groups.begin(), m_groups.end(), [&](const auto& other) {
+        return other.get() != &group && other->cgroup == group.cgroup;
+      });
+      if (!shared) {
+        if (auto st = m_cgroups->remove(group.cgroup); !st) {
+          m_log.warn(st.error().describe());
+        }
+      }
+      it = m_groups.erase(it);
+      continue;
+    }
+    auto& processes = group.processes;
+    for (auto p = processes.begin(); p != processes.end();) {
+      if ((*p)->removed && gone(**p)) {
+        remove_leaves(**p);
+        p = processes.erase(p);
+      } else {
+        ++p;
+      }
+    }
+    ++it;
   }
 }
 
@@ -1082,6 +1320,7 @@ nlohmann::json Supervisor::Impl::reload() {
   std::vector<std::unique_ptr<Group>> added;
   std::vector<Group*> to_restart;
   std::vector<Group*> to_retire;
+  std::vector<Process*> fresh;  // workers a higher numprocesses adds
   std::vector<std::shared_ptr<const images::PluginConfig>> holders;
   for (const auto& plugin : report.plugins) {
     holders.push_back(std::make_shared<const images::PluginConfig>(plugin));
@@ -1126,7 +1365,7 @@ nlohmann::json Supervisor::Impl::reload() {
       continue;
     }
     auto [holder, app] = find_app(group->plugin->name, group->app->section);
-    if (!app || app->numprocesses != group->app->numprocesses || app->kind != group->app->kind) {
+    if (!app || app->kind != group->app->kind) {
       to_retire.push_back(group.get());
       continue;
     }
@@ -1134,7 +1373,8 @@ nlohmann::json Supervisor::Impl::reload() {
     if (fingerprint == group->fingerprint) {
       continue;
     }
-    // Same shape, new config: the group keeps its sockets and takes the new settings.
+    // Same app, new config: the group keeps its sockets and takes the new settings; a new
+    // numprocesses adds workers or removes the last ones.
     auto replacement = make_group(holder, *app);
     group->plugin_holder = holder;
     group->plugin = holder.get();
@@ -1151,6 +1391,9 @@ nlohmann::json Supervisor::Impl::reload() {
       group->error = st.error().describe();
       m_log.error("reload: " + group->label + ": " + group->error);
       continue;
+    }
+    for (Process* process : resize_group(*group, app->numprocesses)) {
+      fresh.push_back(process);
     }
     to_restart.push_back(group.get());
   }
@@ -1172,12 +1415,8 @@ nlohmann::json Supervisor::Impl::reload() {
       }
     }
   }
-  // Retired groups give their socket paths up (a new group may bind the same ones).
   for (Group* group : to_retire) {
     group->retired = true;
-    for (auto& process : group->processes) {
-      process->socket_path.clear();
-    }
   }
   for (auto& group : added) {
     (void)prepare_group(*group);
@@ -1195,15 +1434,26 @@ nlohmann::json Supervisor::Impl::reload() {
   bool changed = !before || !after || *before != *after;
   if (!st) {
     m_log.error("reload: " + st.error().describe());
-  } else if (changed && m_nginx->processes.front()->pid > 0) {
-    ::kill(m_nginx->processes.front()->pid, SIGHUP);  // only when its configuration changed
   }
+  // Out of nginx's configuration now: they stop once nginx no longer uses them.
   for (Group* group : to_retire) {
     m_log.info("reload: stopping " + group->label);
     for (auto& process : group->processes) {
-      process->age_timer.reset();
-      stop_process(*process, group->app->smart_stop_signal, group->app->graceful_timeout);
+      process->stop_after_nginx = true;
     }
+  }
+  for (Group* group : to_restart) {
+    for (auto& process : group->processes) {
+      if (process->removed) {
+        m_log.info(fmt::format("reload: {} worker {} removed", group->label, process->wid));
+        process->stop_after_nginx = true;
+      }
+    }
+  }
+  if (st && changed && m_nginx->processes.front()->pid > 0) {
+    reload_nginx();  // only when its configuration changed
+  } else if (!m_nginx_settle_timer.active()) {
+    stop_out_of_nginx();
   }
   nlohmann::json started = nlohmann::json::array();
   for (auto& group : added) {
@@ -1220,8 +1470,12 @@ nlohmann::json Supervisor::Impl::reload() {
   for (Group* group : to_restart) {
     restarted.push_back(group->label);
     m_log.info("reload: restarting " + group->label);
-    restart_group(*group);
+    restart_group(*group, fresh);
   }
+  for (Process* process : fresh) {
+    start_process(*process);
+  }
+  sweep();
   nlohmann::json stopped = nlohmann::json::array();
   for (Group* group : to_retire) {
     stopped.push_back(group->label);
@@ -1266,6 +1520,8 @@ void Supervisor::Impl::begin_shutdown(const std::string& reason) {
 }
 
 void Supervisor::Impl::stop_process(Process& process, int signal, int grace_s) {
+  process.pending_replace.clear();
+  signal_draining(process);
   switch (process.state) {
     case ProcessState::Starting:
     case ProcessState::Running:

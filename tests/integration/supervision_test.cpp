@@ -207,6 +207,140 @@ TEST_CASE("C5: 20 reloads under load: zero 5xx, old workers gone within their gr
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a reload that changes numprocesses adds and removes workers with no failed request",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  std::string override_file = home.path() + "/config/plugins/alpha.ini";
+  const std::string sockets = home.path() + "/run/sockets/";
+  auto workers = [&] {
+    std::set<int> wids;
+    const auto ps = home.ps();  // held: a range-for over home.ps()[...] would dangle
+    for (const auto& row : ps["processes"]) {
+      if (row["plugin"] == "alpha") {
+        wids.insert(row["worker"].get<int>());
+      }
+    }
+    return wids;
+  };
+  LoadLoop load(port, "/alpha/main/sleep?s=0.02");
+  for (int count : {3, 1, 2}) {
+    write_text(override_file, "[app_main]\nnumprocesses = " + std::to_string(count) + "\n");
+    auto reload = run_mfserv({home.home_arg(), "reload"});
+    INFO("numprocesses " << count << ": " << reload.out << reload.err);
+    REQUIRE(reload.exit_code == 0);
+    std::set<int> expected;
+    for (int wid = 1; wid <= count; ++wid) {
+      expected.insert(wid);
+    }
+    bool settled =
+        wait_until([&] { return workers() == expected && all_running(home, "alpha"); }, 30s);
+    INFO("ps: " << home.ps()["processes"].dump());
+    CHECK(settled);
+    // Exactly COUNT programs serve, each on its own socket; a removed worker's socket is gone.
+    CHECK(wait_until(
+        [&] {
+          return processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() ==
+                 static_cast<size_t>(count);
+        },
+        15s));
+    for (int wid = 1; wid <= 3; ++wid) {
+      CHECK(fs::exists(sockets + "app_alpha_main_" + std::to_string(wid) + ".socket") ==
+            (wid <= count));
+    }
+    // Every worker answers through nginx.
+    std::set<std::string> answered;
+    CHECK(wait_until(
+        [&] {
+          auto response = http_get(port, "/alpha/main/");
+          if (response.status == 200) {
+            answered.insert(json::parse(response.body)["worker"].get<std::string>());
+          }
+          return answered.size() == static_cast<size_t>(count);
+        },
+        15s));
+  }
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.total() > 20);
+  CHECK(load.failures().empty());
+  CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory() + "/alpha/app_main/w3"));
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("a new version that never becomes ready leaves the previous worker serving",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // An override may only change keys of sections the plugin has.
+  home.add_plugin("alpha", testapp_plugin(1, "\n[custom]\nfail_at_start = 0\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto before = worker_pids(home, "alpha");
+  REQUIRE(before.size() == 1);
+  const int old_pid = *before.begin();
+  std::string override_file = home.path() + "/config/plugins/alpha.ini";
+  LoadLoop load(port, "/alpha/main/");
+  write_text(override_file, "[custom]\nfail_at_start = 1\n");
+  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  // The new incarnation keeps failing; the old one keeps answering.
+  CHECK(wait_until(
+      [&] {
+        auto row = home.ps()["processes"][0];
+        return row["restarts"].get<int>() >= 2 && row["draining"] == 1;
+      },
+      20s));
+  CHECK(alive(old_pid));
+  auto response = http_get(port, "/alpha/main/");
+  REQUIRE(response.status == 200);
+  CHECK(json::parse(response.body)["pid"] != nullptr);
+  // Fixed: the next version becomes ready and only then the old one goes.
+  fs::remove(override_file);
+  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  CHECK(wait_until([&] { return !alive(old_pid) && all_running(home, "alpha"); }, 30s));
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.total() > 20);
+  CHECK(load.failures().empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("max_age shorter than a worker's drain: recycling waits for it, never stops",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // Each incarnation takes 2 s to finish after its stop signal; max_age asks every second.
+  home.add_plugin("aged", testapp_plugin(1, "max_age = 1\n\n[custom]\ncleanup_seconds = 2\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  LoadLoop load(port, "/aged/main/");
+  std::set<int> seen;
+  auto deadline = std::chrono::steady_clock::now() + 12s;
+  while (std::chrono::steady_clock::now() < deadline && seen.size() < 4) {
+    for (int pid : worker_pids(home, "aged")) {
+      if (pid > 0) {
+        seen.insert(pid);
+      }
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  load.stop();
+  INFO("incarnations seen: " << seen.size() << "; requests: " << load.total()
+                             << ", failures: " << describe(load.failures()));
+  CHECK(seen.size() >= 4);
+  CHECK(load.failures().empty());
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("reload adds and removes plugins without touching the others",
           "[integration][root][supervision]") {
   if (!require_root()) {

@@ -32,9 +32,12 @@ struct Draining {
   Process* process = nullptr;
   pid_t pid = -1;
   std::string cgroup;
-  bool signaled = false;    // false: still serving, waiting for the new incarnation's readiness
+  bool signaled = false;  // false: still serving, waiting for the new incarnation's readiness
+  UniqueFd listen_fd;     // apps: the socket it serves, whose backlog it empties before its stop
+  std::uint64_t backlog_deadline_us = 0;  // when to stop waiting for that backlog
+  bool backlog_paused = false;            // without unix_diag: waited once instead
   EventSource child_watch;  // its userdata stays the Process: exits are told apart by pid
-  EventSource kill_timer;
+  EventSource kill_timer;   // before the stop signal: backlog polling; after: kill at grace
 };
 
 struct Process {
@@ -45,6 +48,9 @@ struct Process {
   std::string socket_path;  // apps only
   UniqueFd listen_fd;       // apps only: owned by the supervisor, passed as fd 3
   ino_t socket_ino = 0;     // the path's inode once bound: only our own socket is unlinked
+  // A replacement's own socket (listen_fd) until it is ready, then renamed over socket_path.
+  std::string staging_path;
+  ino_t staging_ino = 0;
 
   ProcessState state = ProcessState::Stopped;
   pid_t pid = -1;

@@ -30,6 +30,7 @@
 #include "runtime/process.hpp"
 #include "runtime/worker_setup.hpp"
 #include "util/fs.hpp"
+#include "util/socket_diag.hpp"
 #include "util/strings.hpp"
 
 namespace mfserv::runtime {
@@ -44,6 +45,9 @@ constexpr std::uint64_t k_probe_attempt_us = 2 * k_usec_per_sec;
 constexpr std::uint64_t k_startup_deadline_us = 90 * k_usec_per_sec;
 constexpr int k_failures_before_failed_start = 3;
 constexpr int k_nginx_grace_s = 10;
+// A replaced worker's backlog: checked this often until empty; without unix_diag, waited once.
+constexpr std::uint64_t k_backlog_poll_us = 20 * 1000;
+constexpr std::uint64_t k_backlog_fallback_us = 500 * 1000;
 
 std::uint64_t now_us() {
   struct timespec ts {};
@@ -104,6 +108,10 @@ class Supervisor::Impl {
   // Changes while running: replace (restart, max_age), stop/start on request, reload.
   void replace_process(Process& process, const std::string& reason);
   void signal_draining(Process& process);
+  void retire_draining(Draining& old);
+  void signal_old(Draining& old);
+  void promote_staging(Process& process);
+  Result<UniqueFd> bind_worker_socket(const std::string& path, ino_t& inode);
   std::vector<Process*> resize_group(Group& group, int numprocesses);
   void sweep();
   void restart_group(Group& group, const std::vector<Process*>& skip = {});
@@ -149,6 +157,7 @@ class Supervisor::Impl {
   static int on_control_io(sd_event_source*, int, uint32_t, void* data);
   static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
   static int on_drain_timer(sd_event_source*, uint64_t, void* data);
+  static int on_backlog_timer(sd_event_source*, uint64_t, void* data);
   static int on_nginx_settle_timer(sd_event_source*, uint64_t, void* data);
   static int on_age_timer(sd_event_source*, uint64_t, void* data);
   static int on_oom_event(sd_event_source*, int, uint32_t, void* data);
@@ -182,6 +191,7 @@ class Supervisor::Impl {
   std::vector<pid_t> m_old_nginx_workers;
   std::uint64_t m_nginx_settle_deadline_us = 0;
   EventSource m_nginx_settle_timer;
+  std::uint64_t m_staging_counter = 0;  // names replacement sockets: run/sockets/.nN
   bool m_shutting_down = false;
   bool m_startup_reported = false;
   bool m_prepared = false;
@@ -484,7 +494,17 @@ Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
 }
 
 Status Supervisor::Impl::open_worker_socket(Process& process) {
-  const std::string& path = process.socket_path;
+  auto fd = bind_worker_socket(process.socket_path, process.socket_ino);
+  if (!fd) {
+    return fd.error();
+  }
+  process.listen_fd = std::move(*fd);
+  return {};
+}
+
+// A listening unix socket at PATH, replacing a stale socket (never another kind of file),
+// connectable by nginx's workers only; INODE receives the path's inode.
+Result<UniqueFd> Supervisor::Impl::bind_worker_socket(const std::string& path, ino_t& inode) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
@@ -521,9 +541,8 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
   if (::lstat(path.c_str(), &st) != 0) {
     return Error::from_errno("stat " + path);
   }
-  process.socket_ino = st.st_ino;
-  process.listen_fd = std::move(fd);
-  return {};
+  inode = st.st_ino;
+  return fd;
 }
 
 Status Supervisor::Impl::write_nginx_conf() {
@@ -865,7 +884,10 @@ void Supervisor::Impl::probe_connect(Process& process) {
     fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, process.socket_path.c_str(), process.socket_path.size() + 1);
+    // A replacement is probed on its own socket: only it can answer there.
+    const std::string& target =
+        process.staging_path.empty() ? process.socket_path : process.staging_path;
+    std::memcpy(addr.sun_path, target.c_str(), target.size() + 1);
     rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (!group.app->http_test_endpoint.empty()) {
       path = group.app->http_test_endpoint;
@@ -911,7 +933,14 @@ void Supervisor::Impl::mark_ready(Process& process) {
   check_oom(process);
   process.ready = true;
   process.state = ProcessState::Running;
-  signal_draining(process);  // the new incarnation serves: the previous ones may go
+  if (!process.staging_path.empty()) {
+    promote_staging(process);  // nginx's next connections reach the new incarnation
+  }
+  for (auto& old : process.draining) {
+    if (!old->signaled) {
+      retire_draining(*old);  // once its backlog is served, the previous one may go
+    }
+  }
   Group& group = *process.group;
   if (group.app && group.app->max_age > 0) {
     // Jitter so that workers started together are not all recycled together.
@@ -1004,11 +1033,30 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
       return;
     }
   }
+  if (!process.staging_path.empty()) {
+    // The previous replacement is not ready yet: this one follows it.
+    process.pending_replace = reason;
+    return;
+  }
   if (auto st = m_cgroups->create(next_leaf, group.worker_limits); !st) {
     m_log.error(group.label + ": " + st.error().describe());
     return;
   }
   auto old = std::make_unique<Draining>();
+  if (process.listen_fd) {
+    // The new incarnation listens on a socket of its own, probed there: the old one keeps
+    // the path (and nginx's connections) until the new one answers.
+    std::string staging =
+        m_options.home.sockets_dir() + "/.n" + std::to_string(++m_staging_counter);
+    auto fd = bind_worker_socket(staging, process.staging_ino);
+    if (!fd) {
+      m_log.error(group.label + ": " + fd.error().describe());
+      return;
+    }
+    old->listen_fd = std::move(process.listen_fd);
+    process.listen_fd = std::move(*fd);
+    process.staging_path = staging;
+  }
   old->process = &process;
   old->pid = process.pid;
   old->cgroup = process.cgroup;
@@ -1026,25 +1074,87 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
   start_process(process);
 }
 
-// Sends the earlier incarnations of PROCESS still serving their stop signal, with a kill
-// after the grace period: the new one is ready, or the worker is being stopped.
+// Sends the earlier incarnations of PROCESS still serving their stop signal at once: the
+// worker is being stopped.
 void Supervisor::Impl::signal_draining(Process& process) {
-  Group& group = *process.group;
+  for (auto& old : process.draining) {
+    if (!old->signaled) {
+      signal_old(*old);
+    }
+  }
+}
+
+// The new incarnation is ready and holds the path: OLD gets no new connection, but those
+// already queued in its socket's backlog are only served if it keeps accepting. It gets its
+// stop signal once that backlog is empty (sock_diag), or after its grace period at the latest.
+void Supervisor::Impl::retire_draining(Draining& old) {
+  const Group& group = *old.process->group;
+  if (!old.listen_fd) {
+    signal_old(old);
+    return;
+  }
+  if (old.backlog_deadline_us == 0) {
+    int grace = group.app ? group.app->graceful_timeout : k_nginx_grace_s;
+    old.backlog_deadline_us = now_us() + static_cast<std::uint64_t>(grace) * k_usec_per_sec;
+  }
+  auto backlog = unix_listen_backlog(old.listen_fd.get());
+  std::uint64_t wait = k_backlog_poll_us;
+  if (!backlog) {
+    // No unix_diag in this kernel: one fixed pause instead, long enough for a worker that is
+    // accepting to take what was queued.
+    if (old.backlog_paused) {
+      signal_old(old);
+      return;
+    }
+    old.backlog_paused = true;
+    wait = k_backlog_fallback_us;
+  } else if (*backlog == 0) {
+    signal_old(old);
+    return;
+  } else if (now_us() >= old.backlog_deadline_us) {
+    m_log.warn(
+        fmt::format("{} worker {}: previous pid {} still has {} queued connections "
+                    "after its grace period",
+                    group.label, old.process->wid, old.pid, *backlog));
+    signal_old(old);
+    return;
+  }
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, wait, 1000, on_backlog_timer,
+                                 &old) < 0) {
+    signal_old(old);
+    return;
+  }
+  old.kill_timer = EventSource(source);
+}
+
+void Supervisor::Impl::signal_old(Draining& old) {
+  const Group& group = *old.process->group;
   int grace = group.app ? group.app->graceful_timeout : k_nginx_grace_s;
   int signal = group.app ? group.app->smart_stop_signal : SIGTERM;
-  for (auto& old : process.draining) {
-    if (old->signaled) {
-      continue;
-    }
-    old->signaled = true;
-    sd_event_source* source = nullptr;
-    if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
-                                   static_cast<std::uint64_t>(grace) * k_usec_per_sec, 1000,
-                                   on_drain_timer, old.get()) >= 0) {
-      old->kill_timer = EventSource(source);
-    }
-    ::kill(old->pid, signal);
+  old.signaled = true;
+  old.kill_timer.reset();
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC,
+                                 static_cast<std::uint64_t>(grace) * k_usec_per_sec, 1000,
+                                 on_drain_timer, &old) >= 0) {
+    old.kill_timer = EventSource(source);
   }
+  ::kill(old.pid, signal);
+}
+
+// The replacement's socket takes the worker's path (rename(2) swaps it atomically): nginx's
+// next connections reach the new incarnation.
+void Supervisor::Impl::promote_staging(Process& process) {
+  if (::rename(process.staging_path.c_str(), process.socket_path.c_str()) != 0) {
+    m_log.error(fmt::format("{} worker {}: renaming {} to {}: {}", process.group->label,
+                            process.wid, process.staging_path, process.socket_path,
+                            std::strerror(errno)));
+    ::unlink(process.staging_path.c_str());
+  } else {
+    process.socket_ino = process.staging_ino;
+  }
+  process.staging_path.clear();
 }
 
 void Supervisor::Impl::on_draining_exit(Process& process, pid_t pid) {
@@ -1058,6 +1168,13 @@ void Supervisor::Impl::on_draining_exit(Process& process, pid_t pid) {
       list.erase(it);
       break;
     }
+  }
+  bool serving =
+      std::any_of(list.begin(), list.end(), [](const auto& old) { return !old->signaled; });
+  if (!process.staging_path.empty() && !serving) {
+    // The previous incarnation is gone before the new one was ready: the new one takes the
+    // path now, connections wait in its backlog as after any restart.
+    promote_staging(process);
   }
   if (!process.pending_replace.empty()) {
     std::string reason = std::exchange(process.pending_replace, "");
@@ -1093,6 +1210,10 @@ void Supervisor::Impl::hold_group(Group& group) {
     process->held = true;
     // No listener left: nginx gets "connection refused" at once (502) instead of waiting in
     // a backlog nobody will accept from.
+    if (!process->staging_path.empty()) {
+      ::unlink(process->staging_path.c_str());
+      process->staging_path.clear();
+    }
     process->listen_fd.reset();
     process->age_timer.reset();
     stop_process(*process, group.app->smart_stop_signal, group.app->graceful_timeout);
@@ -1152,6 +1273,10 @@ std::vector<Process*> Supervisor::Impl::resize_group(Group& group, int numproces
 }
 
 void Supervisor::Impl::close_worker_socket(Process& process) {
+  if (!process.staging_path.empty()) {
+    ::unlink(process.staging_path.c_str());
+    process.staging_path.clear();
+  }
   if (process.listen_fd) {
     process.listen_fd.reset();
     // The path may be another group's socket by now (an app removed, then added again).
@@ -1583,6 +1708,9 @@ void Supervisor::Impl::cleanup() {
         old->child_watch.reset();
         old->kill_timer.reset();
       }
+      if (!process->staging_path.empty()) {
+        ::unlink(process->staging_path.c_str());
+      }
       if (process->listen_fd) {
         process->listen_fd.reset();
         if (!process->socket_path.empty()) {
@@ -1795,6 +1923,13 @@ int Supervisor::Impl::on_drain_timer(sd_event_source*, uint64_t, void* data) {
                   old.process->group->label, old.process->wid, old.pid));
   old.kill_timer.reset();
   (void)impl.m_cgroups->kill_all(old.cgroup, 2000);
+  return 0;
+}
+
+int Supervisor::Impl::on_backlog_timer(sd_event_source*, uint64_t, void* data) {
+  auto& old = *static_cast<Draining*>(data);
+  old.kill_timer.reset();
+  static_cast<Impl*>(old.process->supervisor)->retire_draining(old);
   return 0;
 }
 

@@ -312,6 +312,48 @@ TEST_CASE("a new version that never becomes ready leaves the previous worker ser
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a replacement slow to start: the previous worker serves until the new one answers",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1, "\n[custom]\nstart_seconds = 0\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto before = worker_pids(home, "alpha");
+  REQUIRE(before.size() == 1);
+  const int old_pid = *before.begin();
+  // Which configuration answered: the old one starts at once, the new one after 3 s.
+  auto answered_by = [&] {
+    auto response = http_get(port, "/alpha/main/");
+    if (response.status != 200) {
+      return std::string("status " + std::to_string(response.status));
+    }
+    return json::parse(response.body)["env"]["MFSERV_CURRENT_PLUGIN_CUSTOM_START_SECONDS"]
+        .get<std::string>();
+  };
+  LoadLoop load(port, "/alpha/main/");
+  write_text(home.path() + "/config/plugins/alpha.ini", "[custom]\nstart_seconds = 3\n");
+  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  // The new incarnation is not listening yet: its readiness must not be read from the old
+  // one's answers on a shared socket.
+  std::this_thread::sleep_for(1500ms);
+  CHECK(alive(old_pid));
+  CHECK(answered_by() == "0");
+  CHECK(wait_until([&] { return answered_by() == "3"; }, 15s));
+  CHECK(wait_until([&] { return !alive(old_pid); }, 15s));
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.total() > 20);
+  CHECK(load.failures().empty());
+  // No replacement socket is left behind.
+  for (const auto& entry : fs::directory_iterator(home.path() + "/run/sockets")) {
+    CHECK(entry.path().filename().string().rfind(".n", 0) != 0);
+  }
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("max_age shorter than a worker's drain: recycling waits for it, never stops",
           "[integration][root][supervision]") {
   if (!require_root()) {
@@ -362,7 +404,10 @@ TEST_CASE("reload adds and removes plugins without touching the others",
   // nginx takes its new configuration asynchronously after SIGHUP.
   CHECK(wait_until([&] { return http_get(port, "/beta/main/").status == 404; }, 10s));
   CHECK(worker_pids(home, "alpha") == alpha);
-  CHECK(processes_mentioning(home.path() + "/run/sockets/app_beta_main").empty());
+  // beta stops once nginx's workers of the previous configuration are gone.
+  CHECK(wait_until(
+      [&] { return processes_mentioning(home.path() + "/run/sockets/app_beta_main").empty(); },
+      15s));
   CHECK(home.stop().exit_code == 0);
 }
 

@@ -118,13 +118,14 @@ def smaps_rollup(pid):
     return values
 
 
-def same_binary_children(pid):
-    """Children of pid running the same executable (mfserv's per-worker sandbox helpers)."""
-    exe = os.readlink(f"/proc/{pid}/exe")
+def sandbox_inits(pid):
+    """Children of pid running mfserv-init (pid 1 of each worker's pid namespace), which
+    stands beside the mfserv binary."""
+    init = os.path.join(os.path.dirname(os.readlink(f"/proc/{pid}/exe")), "mfserv-init")
     found = []
     for child in children_of(pid):
         try:
-            if os.readlink(f"/proc/{child}/exe") == exe:
+            if os.readlink(f"/proc/{child}/exe") == init:
                 found.append(child)
         except OSError:
             pass
@@ -510,7 +511,7 @@ class Bench:
         log(f"mfserv: supervisor pid {pid}; settling {self.args.settle} s, then idle for "
             f"{self.args.idle} s")
         time.sleep(self.args.settle)
-        helpers = same_binary_children(pid)
+        helpers = sandbox_inits(pid)
         r["mf_idle"] = idle_sample(pid, self.args.idle, helpers)
         r["mf_helpers"] = memory_of(helpers)
         r["load_mf_idle"] = loadavg()
@@ -898,7 +899,7 @@ http {{
                   f"supervisord idle: {si.get('voluntary')} + {si.get('nonvoluntary')}, "
                   f"{si.get('threads')} thread(s). Sampled after {self.args.settle} s of settling.")
         if helpers:
-            print(f"- mfserv runs one helper per worker (a forked copy of mfserv, pid 1 of the "
+            print(f"- mfserv runs one helper per worker (the static mfserv-init, pid 1 of the "
                   f"worker's pid namespace): {helpers['count']} of them, {helpers['Pss'] / 1024:.1f}"
                   f" MiB PSS / {helpers['Private'] / 1024:.1f} MiB private in all, "
                   f"{mi.get('helper_switches')} context switches over the idle sample; the RSS "
@@ -919,7 +920,7 @@ http {{
         print("- restart: a different worker is killed each time (no backoff carried over); the "
               "socket series and the state series are separate kills (w1 and w2 of the same "
               "apps), so that polling the tool's API does not slow the timed restart. "
-              "mfserv waits its first backoff (100 ms) before restarting and its socket keeps "
+              "mfserv restarts a worker that ran stably at once and its socket keeps "
               "queued connections; supervisord restarts an exited RUNNING program at once (its "
               "backoff only applies to exits before startsecs), gunicorn re-binds the path, and "
               "RUNNING is reported only after startsecs=1 s. kill -9 hits the pid each tool "

@@ -667,6 +667,14 @@ std::vector<std::string> Supervisor::Impl::process_env(const Process& process) c
 
 void Supervisor::Impl::start_process(Process& process) {
   Group& group = *process.group;
+  // Fail closed: an app or daemon runs in its prepared sandbox or not at all, whatever asked
+  // for the start (run, restart, start, a backoff timer, a reload).
+  if (group.kind != Group::Kind::Nginx && (!group.error.empty() || !group.sandbox)) {
+    process.last_error = group.error.empty() ? "its sandbox is not prepared" : group.error;
+    process.state = ProcessState::Failed;
+    process.pid = -1;
+    return;
+  }
   isolation::SpawnSpec spec;
   if (group.kind == Group::Kind::Nginx) {
     spec.argv = {m_nginx_binary, "-c", m_options.home.nginx_conf(), "-e",
@@ -1446,6 +1454,7 @@ nlohmann::json Supervisor::Impl::reload() {
   std::vector<Group*> to_restart;
   std::vector<Group*> to_retire;
   std::vector<Process*> fresh;  // workers a higher numprocesses adds
+  std::string failed;           // apps that cannot start, and why
   std::vector<std::shared_ptr<const images::PluginConfig>> holders;
   for (const auto& plugin : report.plugins) {
     holders.push_back(std::make_shared<const images::PluginConfig>(plugin));
@@ -1515,6 +1524,7 @@ nlohmann::json Supervisor::Impl::reload() {
     if (!st) {
       group->error = st.error().describe();
       m_log.error("reload: " + group->label + ": " + group->error);
+      failed += (failed.empty() ? "" : "; ") + group->label + ": " + group->error;
       continue;
     }
     for (Process* process : resize_group(*group, app->numprocesses)) {
@@ -1540,8 +1550,11 @@ nlohmann::json Supervisor::Impl::reload() {
       }
     }
   }
+  // Labels now: sweep() erases retired groups as soon as nothing of them runs.
+  nlohmann::json stopped = nlohmann::json::array();
   for (Group* group : to_retire) {
     group->retired = true;
+    stopped.push_back(group->label);
   }
   for (auto& group : added) {
     (void)prepare_group(*group);
@@ -1584,11 +1597,13 @@ nlohmann::json Supervisor::Impl::reload() {
   for (auto& group : added) {
     Group* raw = group.get();
     m_groups.insert(m_groups.end() - 1, std::move(group));  // nginx stays last
+    if (!raw->error.empty()) {
+      failed += (failed.empty() ? "" : "; ") + raw->label + ": " + raw->error;
+      continue;
+    }
     started.push_back(raw->label);
-    if (raw->error.empty()) {
-      for (auto& process : raw->processes) {
-        start_process(*process);
-      }
+    for (auto& process : raw->processes) {
+      start_process(*process);
     }
   }
   nlohmann::json restarted = nlohmann::json::array();
@@ -1600,11 +1615,7 @@ nlohmann::json Supervisor::Impl::reload() {
   for (Process* process : fresh) {
     start_process(*process);
   }
-  sweep();
-  nlohmann::json stopped = nlohmann::json::array();
-  for (Group* group : to_retire) {
-    stopped.push_back(group->label);
-  }
+  sweep();  // TO_RETIRE may dangle from here on
   nlohmann::json answer = {{"ok", st.ok()},
                            {"started", started},
                            {"restarted", restarted},
@@ -1612,6 +1623,14 @@ nlohmann::json Supervisor::Impl::reload() {
                            {"diagnostics", diagnostics}};
   if (!st) {
     answer["error"] = st.error().describe() + " (nginx keeps its previous configuration)";
+  }
+  auto add_error = [&](const std::string& text) {
+    answer["ok"] = false;
+    answer["error"] =
+        (answer.contains("error") ? answer["error"].get<std::string>() + "; " : "") + text;
+  };
+  if (!failed.empty()) {
+    add_error("cannot start " + failed);
   }
   if (!broken.empty()) {
     answer["ok"] = false;
@@ -1773,6 +1792,15 @@ nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
     auto groups = find_groups(target, error);
     if (groups.empty()) {
       return {{"ok", false}, {"error", error}};
+    }
+    if (cmd != "stop") {
+      for (Group* group : groups) {
+        if (!group->error.empty()) {
+          return {{"ok", false},
+                  {"error", group->label + " cannot start: " + group->error +
+                                " (fix it, then `mfserv reload`)"}};
+        }
+      }
     }
     nlohmann::json labels = nlohmann::json::array();
     for (Group* group : groups) {

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <thread>
 
 #include "harness.hpp"
 #include "util/strings.hpp"
@@ -195,5 +196,44 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   CHECK(processes_mentioning(home.path() + "/run/sockets/app_nobody_here_main").empty());
   CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(http_get(port, "/nowhere/main/").status == 502);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("an app refused its sandbox never runs: not on restart nor start nor reload",
+          "[integration][root][sandbox]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("good", probe_plugin());
+  // A label longer than short-string storage: a freed one reads as garbage, not by luck.
+  const std::string name = "greedy_plugin_with_a_long_name";
+  home.add_plugin(name, probe_plugin("seccomp = off\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 4);
+  const std::string sockets = home.path() + "/run/sockets/app_" + name;
+  for (const char* command : {"restart", "start"}) {
+    auto result = run_mfserv({home.home_arg(), command, name + "/main"});
+    INFO(command << ": " << result.out << result.err);
+    CHECK(result.exit_code == 1);
+    CHECK(result.err.find("cannot start") != std::string::npos);
+    CHECK(result.err.find("a plugin cannot widen its own sandbox") != std::string::npos);
+  }
+  std::this_thread::sleep_for(500ms);
+  CHECK(processes_mentioning(sockets).empty());
+  // A reload that keeps it refused says so; removing it leaves the supervisor serving.
+  write_text(home.path() + "/plugins/" + name + "/config.ini",
+             probe_plugin("seccomp = off\nmax_age = 100\n"));
+  auto reload = run_mfserv({home.home_arg(), "reload"});
+  INFO(reload.out << reload.err);
+  CHECK(reload.exit_code == 1);
+  CHECK(reload.err.find("cannot start " + name + "/main") != std::string::npos);
+  CHECK(processes_mentioning(sockets).empty());
+  fs::remove_all(home.path() + "/plugins/" + name);
+  auto removed = run_mfserv({home.home_arg(), "reload"});
+  INFO(removed.out << removed.err);
+  CHECK(removed.exit_code == 0);
+  CHECK(removed.out.find("stopped " + name + "/main") != std::string::npos);
+  CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(home.stop().exit_code == 0);
 }

@@ -98,6 +98,14 @@ bool alive(int pid) {
   return end != std::string::npos && stat.size() > end + 2 && stat[end + 2] != 'Z';
 }
 
+// Stops LOAD; it must have run and seen no failed request.
+void check_no_failed_request(LoadLoop& load) {
+  load.stop();
+  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
+  CHECK(load.total() > 20);
+  CHECK(load.failures().empty());
+}
+
 bool all_running(TempHome& home, const std::string& plugin) {
   auto ps = home.ps();
   for (const auto& row : ps["processes"]) {
@@ -137,10 +145,7 @@ TEST_CASE("restart PLUGIN under load: every worker replaced, no failed request",
       },
       30s));
   std::this_thread::sleep_for(500ms);
-  load.stop();
-  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
-  CHECK(load.total() > 20);
-  CHECK(load.failures().empty());
+  check_no_failed_request(load);
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -265,10 +270,7 @@ TEST_CASE("a reload that changes numprocesses adds and removes workers with no f
         },
         15s));
   }
-  load.stop();
-  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
-  CHECK(load.total() > 20);
-  CHECK(load.failures().empty());
+  check_no_failed_request(load);
   CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory() + "/alpha/app_main/w3"));
   CHECK(home.stop().exit_code == 0);
 }
@@ -305,10 +307,7 @@ TEST_CASE("a new version that never becomes ready leaves the previous worker ser
   fs::remove(override_file);
   REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
   CHECK(wait_until([&] { return !alive(old_pid) && all_running(home, "alpha"); }, 30s));
-  load.stop();
-  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
-  CHECK(load.total() > 20);
-  CHECK(load.failures().empty());
+  check_no_failed_request(load);
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -343,10 +342,7 @@ TEST_CASE("a replacement slow to start: the previous worker serves until the new
   CHECK(answered_by() == "0");
   CHECK(wait_until([&] { return answered_by() == "3"; }, 15s));
   CHECK(wait_until([&] { return !alive(old_pid); }, 15s));
-  load.stop();
-  INFO("requests: " << load.total() << ", failures: " << describe(load.failures()));
-  CHECK(load.total() > 20);
-  CHECK(load.failures().empty());
+  check_no_failed_request(load);
   // No replacement socket is left behind.
   for (const auto& entry : fs::directory_iterator(home.path() + "/run/sockets")) {
     CHECK(entry.path().filename().string().rfind(".n", 0) != 0);

@@ -72,6 +72,7 @@ struct AppConfig {
   std::string static_directory = "/static";   // relative to the app's workdir
   std::vector<std::string> extra_routes;      // prefix_based_routing_extra_routes
   std::string extra_nginx_conf_filename;      // relative to the plugin dir, "" none
+  std::string extra_nginx_conf;               // that file's text as checked at load
 
   std::string http_test_endpoint;  // "" none
   int http_test_expected_status_code = 200;

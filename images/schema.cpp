@@ -88,9 +88,12 @@ Status set_rlimit_bytes(AppConfig& app, const std::string& value, const KeyConte
 }
 
 // A plugin's nginx fragment runs inside nginx's root master: only directives that shape the
-// proxied request and response are accepted. Anything that opens files (access_log,
-// error_log, include, alias, root...), nests blocks or loads code is refused at load time.
-Status check_nginx_fragment(const std::string& path) {
+// proxied request and response are accepted. Anything that opens or writes files
+// (access_log, include, alias, *_temp_path, proxy_store...), nests blocks or loads code is
+// refused at load time. The text checked here is the text nginx gets (AppConfig::
+// extra_nginx_conf, copied into the home): a later edit of the file changes nothing until
+// the plugin is loaded, and checked, again.
+Result<std::string> checked_nginx_fragment(const std::string& path) {
   static const std::set<std::string> k_allowed = {"add_header",
                                                   "expires",
                                                   "etag",
@@ -101,6 +104,7 @@ Status check_nginx_fragment(const std::string& path) {
                                                   "gzip_min_length",
                                                   "gzip_comp_level",
                                                   "gzip_vary",
+                                                  "gzip_proxied",
                                                   "client_max_body_size",
                                                   "client_body_buffer_size",
                                                   "client_body_timeout",
@@ -113,46 +117,106 @@ Status check_nginx_fragment(const std::string& path) {
                                                   "tcp_nodelay",
                                                   "tcp_nopush",
                                                   "sendfile",
-                                                  "server_tokens"};
+                                                  "server_tokens",
+                                                  "proxy_set_header",
+                                                  "proxy_hide_header",
+                                                  "proxy_pass_header",
+                                                  "proxy_ignore_headers",
+                                                  "proxy_read_timeout",
+                                                  "proxy_send_timeout",
+                                                  "proxy_connect_timeout",
+                                                  "proxy_buffering",
+                                                  "proxy_buffer_size",
+                                                  "proxy_buffers",
+                                                  "proxy_busy_buffers_size",
+                                                  "proxy_request_buffering",
+                                                  "proxy_max_temp_file_size",
+                                                  "proxy_http_version",
+                                                  "proxy_redirect",
+                                                  "proxy_intercept_errors",
+                                                  "proxy_next_upstream",
+                                                  "proxy_next_upstream_tries",
+                                                  "proxy_next_upstream_timeout",
+                                                  "proxy_cookie_domain",
+                                                  "proxy_cookie_path",
+                                                  "proxy_pass_request_body",
+                                                  "proxy_pass_request_headers",
+                                                  "proxy_ignore_client_abort"};
   auto content = read_file(path);
   if (!content) {
     return content.error();
   }
+  // nginx's own tokenizer rules (ngx_conf_read_token): '#' starts a comment only where a
+  // word could start; quoted words run to the matching quote, '\\' escaping; ';' ends a
+  // directive and '{' / '}' open or close a block, outside quotes only.
+  auto at = [&](int line) { return path + ":" + std::to_string(line); };
+  const std::string& text = *content;
+  std::vector<std::string> words;
   int line = 1;
-  std::string statement;
-  int statement_line = 1;
-  for (size_t i = 0; i < content->size(); ++i) {
-    char c = (*content)[i];
-    if (c == '#') {
-      while (i < content->size() && (*content)[i] != '\n') {
-        ++i;
-      }
-      c = '\n';
-    }
-    if (c == '{' || c == '}') {
-      return Error(path + ":" + std::to_string(line) +
-                   ": blocks are not allowed in a plugin's nginx fragment");
-    }
-    if (c == ';') {
-      std::string first = trim(statement).substr(0, trim(statement).find_first_of(" \t\n"));
-      if (!first.empty() && first.rfind("proxy_", 0) != 0 && !k_allowed.count(first)) {
-        return Error(path + ":" + std::to_string(statement_line) + ": directive '" + first +
-                     "' is not allowed in a plugin's nginx fragment (nginx's master runs as "
-                     "root); allowed: proxy_*, add_header, expires, gzip*, client_*, limit_rate "
-                     "and similar response settings");
-      }
-      statement.clear();
-    } else {
-      if (trim(statement).empty() && !std::isspace(static_cast<unsigned char>(c))) {
-        statement_line = line;
-      }
-      statement += c;
-    }
+  int directive_line = 1;
+  size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i];
     if (c == '\n') {
       ++line;
+      ++i;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (c == '#') {
+      while (i < text.size() && text[i] != '\n') {
+        ++i;
+      }
+    } else if (c == '{' || c == '}') {
+      return Error(at(line) + ": blocks are not allowed in a plugin's nginx fragment");
+    } else if (c == ';') {
+      if (words.empty()) {
+        return Error(at(line) + ": an empty directive (';' alone)");
+      }
+      if (!k_allowed.count(words.front())) {
+        return Error(at(directive_line) + ": directive '" + words.front() +
+                     "' is not allowed in a plugin's nginx fragment (nginx's master runs as "
+                     "root); allowed: add_header, expires, gzip*, client_* sizes and timeouts, "
+                     "limit_rate, and proxy_ header, timeout and buffering settings");
+      }
+      words.clear();
+      ++i;
+    } else {
+      if (words.empty()) {
+        directive_line = line;
+      }
+      std::string word;
+      if (c == '"' || c == '\'') {
+        char quote = c;
+        int opened = line;
+        ++i;
+        while (i < text.size() && text[i] != quote) {
+          if (text[i] == '\\' && i + 1 < text.size()) {
+            ++i;
+          }
+          line += text[i] == '\n' ? 1 : 0;
+          word += text[i++];
+        }
+        if (i >= text.size()) {
+          return Error(at(opened) + ": a quoted string is not closed");
+        }
+        ++i;
+      } else {
+        while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i])) &&
+               text[i] != ';' && text[i] != '{' && text[i] != '}' && text[i] != '"' &&
+               text[i] != '\'') {
+          if (text[i] == '\\' && i + 1 < text.size()) {
+            ++i;
+          }
+          word += text[i++];
+        }
+      }
+      words.push_back(word);
     }
   }
-  return {};
+  if (!words.empty()) {
+    return Error(at(directive_line) + ": directive '" + words.front() + "' has no ';'");
+  }
+  return *content;
 }
 
 template <std::optional<std::uint64_t> AppConfig::*Field>
@@ -355,6 +419,7 @@ const std::vector<KeySpec>& app_keys() {
        [](AppConfig& app, const std::string& value, const KeyContext& context) -> Status {
          if (is_null(value)) {
            app.extra_nginx_conf_filename.clear();
+           app.extra_nginx_conf.clear();
            return {};
          }
          if (auto status = check_nginx_safe_path(value); !status) {
@@ -368,10 +433,12 @@ const std::vector<KeySpec>& app_keys() {
            return Error("expected a file relative to the plugin folder: " + path +
                         " is not a file");
          }
-         if (auto status = check_nginx_fragment(path); !status) {
-           return status;
+         auto fragment = checked_nginx_fragment(path);
+         if (!fragment) {
+           return fragment.error();
          }
          app.extra_nginx_conf_filename = value;
+         app.extra_nginx_conf = std::move(*fragment);
          return {};
        }},
       {"_http_test_endpoint", Scope::AppOnly,

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "images/values.hpp"
 #include "util/fs.hpp"
 
@@ -73,6 +75,33 @@ nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings)
   return front;
 }
 
+namespace {
+
+std::string fragment_path(const Home& home, const images::PluginConfig& plugin,
+                          const images::AppConfig& app) {
+  std::uint32_t hash = 2166136261u;  // FNV-1a of the content: a new text, a new file
+  for (unsigned char c : app.extra_nginx_conf) {
+    hash = (hash ^ c) * 16777619u;
+  }
+  return fmt::format("{}/{}.{}.{:08x}.conf", home.fragments_dir(), plugin.name, app.section, hash);
+}
+
+}  // namespace
+
+std::vector<Fragment> front_fragments(const Home& home,
+                                      const std::vector<images::PluginConfig>& plugins) {
+  std::vector<Fragment> fragments;
+  for (const auto& plugin : plugins) {
+    for (const auto& app : plugin.apps) {
+      if (!app.extra_nginx_conf_filename.empty()) {
+        fragments.push_back({fragment_path(home, plugin, app), app.extra_nginx_conf,
+                             plugin.dir + "/" + app.extra_nginx_conf_filename});
+      }
+    }
+  }
+  return fragments;
+}
+
 std::vector<nginx::AppRoute> front_routes(const Home& home,
                                           const std::vector<images::PluginConfig>& plugins) {
   std::vector<nginx::AppRoute> routes;
@@ -108,7 +137,7 @@ std::vector<nginx::AppRoute> front_routes(const Home& home,
       route.virtualdomain_routing = app.virtualdomain_based_routing;
       route.extra_vhosts = app.virtualdomain_extra_vhosts;
       if (!app.extra_nginx_conf_filename.empty()) {
-        route.extra_conf_path = plugin.dir + "/" + app.extra_nginx_conf_filename;
+        route.extra_conf_path = fragment_path(home, plugin, app);
       }
       // An app without workers and without static routing has nothing to serve.
       if (route.sockets.empty() && !route.static_routing) {

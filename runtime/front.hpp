@@ -52,4 +52,15 @@ nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings)
 std::vector<nginx::AppRoute> front_routes(const Home& home,
                                           const std::vector<images::PluginConfig>& plugins);
 
+// The apps' nginx fragments as checked at load, each with the file nginx.conf includes it
+// from (HOME/run/fragments, named after its content): writing these copies, never including
+// the plugin's own file, means nginx only ever reads what was checked.
+struct Fragment {
+  std::string path;
+  std::string content;
+  std::string source;  // the plugin's file it was read from (what errors name)
+};
+std::vector<Fragment> front_fragments(const Home& home,
+                                      const std::vector<images::PluginConfig>& plugins);
+
 }  // namespace mfserv::runtime

@@ -23,6 +23,7 @@ struct Home {
   std::string log_dir() const { return root + "/log"; }
   std::string run_dir() const { return root + "/run"; }
   std::string sockets_dir() const { return root + "/run/sockets"; }
+  std::string fragments_dir() const { return root + "/run/fragments"; }
   std::string tmp_dir() const { return root + "/tmp"; }
   std::string lock_path() const { return root + "/run/mfserv.lock"; }
   std::string control_socket() const { return root + "/run/control.sock"; }

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -559,9 +560,39 @@ Status Supervisor::Impl::write_nginx_conf() {
                                  }),
                   sockets.end());
   }
+  // The fragments nginx.conf includes, as checked at load; those of earlier texts stay until
+  // a configuration without them is in place (nginx may read them again on a restart).
+  std::set<std::string> current;
+  if (auto st = make_dirs(home.fragments_dir(), 0700); !st) {
+    return st;
+  }
+  const auto fragments = front_fragments(home, m_plugins);
+  for (const auto& fragment : fragments) {
+    current.insert(fragment.path);
+    if (auto st = write_file_atomic(fragment.path, fragment.content, 0600); !st) {
+      return st;
+    }
+  }
   std::string text = nginx::render(front_config(home, m_options.front), routes);
-  return nginx::write_validated(m_nginx_binary, home.nginx_conf(), text,
-                                home.log_dir() + "/nginx_error.log");
+  auto st = nginx::write_validated(m_nginx_binary, home.nginx_conf(), text,
+                                   home.log_dir() + "/nginx_error.log");
+  if (!st) {
+    // nginx names the copy it read: the user edits the plugin's file.
+    std::string message = st.error().message();
+    for (const auto& fragment : fragments) {
+      message = replace_all(message, fragment.path, fragment.source);
+    }
+    return Error(message, st.error().code());
+  }
+  if (st) {
+    for (const auto& name : list_dir(home.fragments_dir())) {
+      std::string path = home.fragments_dir() + "/" + name;
+      if (!current.count(path)) {
+        ::unlink(path.c_str());
+      }
+    }
+  }
+  return st;
 }
 
 Status Supervisor::Impl::setup_event_loop() {

@@ -874,6 +874,41 @@ TEST_CASE("config_loader: a plugin's nginx fragment may only shape responses", "
   CHECK(all_of(fixture.load().diagnostics).find("blocks are not allowed") != std::string::npos);
 }
 
+TEST_CASE("config_loader: a fragment is read with nginx's own tokenizer rules",
+          "[images][config]") {
+  PluginFixture fixture(with_app("_extra_nginx_conf_filename = extra.conf\n"));
+  struct Case {
+    const char* text;
+    const char* error;  // "" when accepted
+  };
+  for (const Case& c : std::vector<Case>{
+           // A '#' inside quotes is no comment: what follows is a directive of its own.
+           {"add_header X-A \"#\"; access_log /tmp/pwn.log;\n", "directive 'access_log'"},
+           {"add_header X-A '#'; error_log /tmp/pwn.log;\n", "directive 'error_log'"},
+           {"add_header X-A a\\;b; root /;\n", "directive 'root'"},
+           // proxy_ directives that write files as nginx's root master.
+           {"proxy_temp_path /tmp/victim;\n", "directive 'proxy_temp_path'"},
+           {"proxy_store on;\n", "directive 'proxy_store'"},
+           {"proxy_pass http://127.0.0.1:1;\n", "directive 'proxy_pass'"},
+           {"add_header X-A \"open;\n", "a quoted string is not closed"},
+           {"add_header X-A 1\n", "has no ';'"},
+           {";\n", "an empty directive"},
+           {"add_header X-A \"a;b{c}#d\" always; # comment; access_log x;\n", ""},
+           {"gzip on;\nproxy_set_header X-B $host;\nadd_header X#C 1;\n", ""},
+       }) {
+    INFO(c.text);
+    fixture.tmp.write("demo/extra.conf", c.text);
+    PluginLoad load = fixture.load();
+    if (*c.error == '\0') {
+      REQUIRE(load.plugin);
+      CHECK(main_app(*load.plugin).extra_nginx_conf == c.text);
+    } else {
+      CHECK_FALSE(load.plugin);
+      CHECK(all_of(load.diagnostics).find(c.error) != std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("config_loader: sandbox-widening keys set by the plugin itself are marked",
           "[images][config]") {
   AppConfig app = main_app(load_ok(with_app("user = root\nseccomp = off\nnetwork = none\n")));

@@ -22,7 +22,13 @@ using Severity = Diagnostic::Severity;
 
 constexpr int k_default_timeout = 60;  // MFSERV_NGINX_TIMEOUT
 constexpr int k_daemon_graceful_timeout = 10;
-constexpr int k_graceful_margin = 10;  // graceful_timeout = timeout + smart_stop_delay + 10
+constexpr int k_graceful_margin = 10;
+// Time settings in seconds stay within a day (max_age: a year), so that derived values
+// (graceful_timeout = timeout + smart_stop_delay + 10, microsecond timers) never overflow and
+// a stop always ends.
+constexpr int k_max_seconds = 86400;
+constexpr int k_max_age_seconds =
+    365 * 86400;  // graceful_timeout = timeout + smart_stop_delay + 10
 constexpr long long k_max_numprocesses = 4096;
 
 struct KeyContext {
@@ -263,20 +269,21 @@ const std::vector<KeySpec>& app_keys() {
       {"numprocesses", Scope::Any, set_int<&AppConfig::numprocesses, 0, k_max_numprocesses>},
       {"timeout", Scope::Any,
        [](AppConfig& app, const std::string& value, const KeyContext&) -> Status {
-         auto parsed = parse_int_in(value, INT_MIN, INT_MAX);
+         auto parsed = parse_int_in(value, INT_MIN, k_max_seconds);
          if (!parsed) {
-           return Error("expected an integer number of seconds (<= 0 means 60)");
+           return Error("expected an integer number of seconds up to " +
+                        std::to_string(k_max_seconds) + " (<= 0 means 60)");
          }
          app.timeout = *parsed <= 0 ? k_default_timeout : static_cast<int>(*parsed);
          return {};
        }},
-      {"graceful_timeout", Scope::Any, set_int<&AppConfig::graceful_timeout, 0, INT_MAX>},
+      {"graceful_timeout", Scope::Any, set_int<&AppConfig::graceful_timeout, 0, k_max_seconds>},
       {"smart_stop_signal", Scope::Any, set_int<&AppConfig::smart_stop_signal, 1, 64>},
-      {"smart_stop_delay", Scope::Any, set_int<&AppConfig::smart_stop_delay, 0, INT_MAX>},
-      {"smart_start_delay", Scope::Any, set_int<&AppConfig::smart_start_delay, 0, INT_MAX>},
+      {"smart_stop_delay", Scope::Any, set_int<&AppConfig::smart_stop_delay, 0, k_max_seconds>},
+      {"smart_start_delay", Scope::Any, set_int<&AppConfig::smart_start_delay, 0, k_max_seconds>},
       {"debug", Scope::Any, set_flag<&AppConfig::debug>},
       {"_debug_extra_options", Scope::Any, set_string<&AppConfig::debug_extra_options>},
-      {"max_age", Scope::Any, set_int<&AppConfig::max_age, 0, INT_MAX>},
+      {"max_age", Scope::Any, set_int<&AppConfig::max_age, 0, k_max_age_seconds>},
       {"rlimit_as", Scope::Any, set_rlimit_bytes<&AppConfig::rlimit_as>},
       {"rlimit_nofile", Scope::Any,
        [](AppConfig& app, const std::string& value, const KeyContext&) -> Status {

@@ -300,14 +300,14 @@ TEST_CASE("config_loader: bad values name file, line, key, value and what is acc
       {"numprocesses", "-1", "integer from 0"},
       {"numprocesses", "two", "integer"},
       {"timeout", "soon", "seconds"},
-      {"graceful_timeout", "-1", "integer >= 0"},
+      {"graceful_timeout", "-1", "integer from 0 to 86400"},
       {"smart_stop_signal", "65", "from 1 to 64"},
       {"smart_stop_signal", "0", "from 1 to 64"},
       {"smart_stop_signal", "TERM", "from 1 to 64"},
       {"smart_stop_delay", "x", "integer"},
       {"smart_start_delay", "-2", "integer"},
       {"debug", "maybe", "boolean"},
-      {"max_age", "-3", "integer >= 0"},
+      {"max_age", "-3", "integer from 0 to 31536000"},
       {"rlimit_as", "lots", "size in bytes"},
       {"rlimit_nofile", "1k", "integer"},
       {"rlimit_stack", "-1", "size in bytes"},
@@ -439,6 +439,22 @@ TEST_CASE("config_loader: sections", "[images][config]") {
     CHECK(errors[0].line == 5);
     CHECK_THAT(errors[0].message, Catch::Contains("same name"));
   }
+}
+
+TEST_CASE("config_loader: time settings stay within a day so a stop always ends",
+          "[images][config]") {
+  // timeout = INT_MAX once made graceful_timeout (timeout + smart_stop_delay + 10) overflow:
+  // a worker ignoring SIGTERM was never killed and `mfserv stop` never returned.
+  for (const char* key : {"timeout", "graceful_timeout", "smart_stop_delay", "smart_start_delay"}) {
+    PluginFixture fixture(with_app(std::string(key) + " = 2147483647\n"));
+    PluginLoad load = fixture.load();
+    INFO(key << ": " << all_of(load.diagnostics));
+    CHECK_FALSE(load.plugin);
+    CHECK(all_of(load.diagnostics).find(key) != std::string::npos);
+  }
+  AppConfig app = main_app(load_ok(with_app("timeout = 86400\nsmart_stop_delay = 86400\n")));
+  CHECK(app.graceful_timeout == 2 * 86400 + 10);
+  CHECK(main_app(load_ok(with_app("max_age = 604800\n"))).max_age == 604800);
 }
 
 TEST_CASE("config_loader: defaults and derived values", "[images][config]") {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -35,6 +36,9 @@ namespace af = archive_format;
 
 constexpr std::size_t k_chunk = 64 * 1024;
 constexpr std::uint64_t k_max_document = 64ULL << 20;  // .files.json, .metadata.json
+// What an archive may unpack to, whatever the space left: a plugin is code and assets, and a
+// few megabytes of gzip'd zeros must not fill the disk before .files.json is even read.
+constexpr std::uint64_t k_max_unpacked = 4ULL << 30;
 constexpr std::string_view k_install_prefix = ".install-";
 constexpr std::string_view k_uninstall_prefix = ".uninstall-";
 
@@ -546,6 +550,64 @@ Status put_in_place(const Staging& staging, const std::string& from, const std::
   return {};
 }
 
+Result<af::ArchiveReader> open_reader(const std::string& file, int fd) {
+  af::ArchiveReader reader(archive_read_new());
+  if (!reader) {
+    return Error("creating an archive reader", ENOMEM);
+  }
+  // tar.gz only: what `plugin build` and MFSERV write; nothing else is parsed.
+  if (archive_read_support_filter_gzip(reader.get()) != ARCHIVE_OK ||
+      archive_read_support_format_tar(reader.get()) != ARCHIVE_OK ||
+      archive_read_open_fd(reader.get(), fd, k_chunk) != ARCHIVE_OK) {
+    return Error(
+        file + " is not a readable .plugin archive (tar.gz): " + af::archive_message(reader.get()));
+  }
+  return reader;
+}
+
+// First pass, headers only (nothing is written): the sizes the entries declare, which the
+// extraction then holds them to, must fit under k_max_unpacked and in the space left.
+Status check_unpacked_size(const std::string& file, int fd, const std::string& plugins_dir) {
+  auto opened = open_reader(file, fd);
+  if (!opened) {
+    return opened.error();
+  }
+  af::ArchiveReader reader = std::move(*opened);
+  std::uint64_t limit = k_max_unpacked;
+  std::string why = "the limit of " + std::to_string(k_max_unpacked >> 30) + " GiB";
+  struct statvfs space {};
+  if (::statvfs(plugins_dir.c_str(), &space) == 0) {
+    std::uint64_t available = static_cast<std::uint64_t>(space.f_bavail) * space.f_frsize;
+    if (available < limit) {
+      limit = available;
+      why = "the " + std::to_string(available >> 20) + " MiB free in " + plugins_dir;
+    }
+  }
+  std::uint64_t total = 0;
+  for (;;) {
+    archive_entry* entry = nullptr;
+    int rc = archive_read_next_header(reader.get(), &entry);
+    if (rc == ARCHIVE_EOF) {
+      break;
+    }
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+      return Error(file + " is not a readable .plugin archive (tar.gz): " +
+                   af::archive_message(reader.get()) +
+                   "; build it again with `mfserv plugin build`");
+    }
+    la_int64_t size = archive_entry_size(entry);
+    total += size > 0 ? static_cast<std::uint64_t>(size) : 0;
+    if (total > limit) {
+      return Error(file + " unpacks to more than " + why +
+                   "; the archive is refused and nothing was changed");
+    }
+  }
+  if (::lseek(fd, 0, SEEK_SET) != 0) {
+    return Error::from_errno("rewinding " + file);
+  }
+  return {};
+}
+
 Result<UniqueFd> open_archive_file(const std::string& file) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
@@ -566,21 +628,18 @@ Result<InstallResult> install_plugin_archive(const std::string& file,
   if (!archive_fd) {
     return archive_fd.error();
   }
-  af::ArchiveReader reader(archive_read_new());
-  if (!reader) {
-    return Error("creating an archive reader", ENOMEM);
-  }
-  // tar.gz only: what `plugin build` and MFSERV write; nothing else is parsed.
-  if (archive_read_support_filter_gzip(reader.get()) != ARCHIVE_OK ||
-      archive_read_support_format_tar(reader.get()) != ARCHIVE_OK ||
-      archive_read_open_fd(reader.get(), archive_fd->get(), k_chunk) != ARCHIVE_OK) {
-    return Error(
-        file + " is not a readable .plugin archive (tar.gz): " + af::archive_message(reader.get()));
-  }
-
   if (auto status = make_dirs(options.plugins_dir, 0755); !status) {
     return status.error().with_context("installing " + file);
   }
+  if (auto status = check_unpacked_size(file, archive_fd->get(), options.plugins_dir); !status) {
+    return status.error();
+  }
+  auto opened = open_reader(file, archive_fd->get());
+  if (!opened) {
+    return opened.error();
+  }
+  af::ArchiveReader reader = std::move(*opened);
+
   auto lock = lock_plugins(options.lock_path);
   if (!lock) {
     return lock.error();

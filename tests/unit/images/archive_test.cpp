@@ -606,6 +606,47 @@ TEST_CASE("archive: what is not a .plugin archive is refused", "[images][archive
   CHECK(mfserv::list_dir(home.plugins).empty());
 }
 
+// A tar stream whose one entry declares SIZE bytes and carries 512: what a bomb's first header
+// looks like (libarchive's writer would pad it to SIZE, so the header is made by hand).
+std::string declared_size_tar(std::uint64_t size) {
+  std::string header(512, '\0');
+  auto put = [&](std::size_t offset, const std::string& text) {
+    std::copy(text.begin(), text.end(), header.begin() + static_cast<long>(offset));
+  };
+  put(0, "metwork_plugin/zeros");
+  put(100, "0000644");
+  put(108, "0000000");
+  put(116, "0000000");
+  char octal[16];
+  std::snprintf(octal, sizeof octal, "%011llo", static_cast<unsigned long long>(size));
+  put(124, octal);
+  put(136, "00000000000");
+  put(156, "0");
+  put(257, "ustar");
+  put(263, "00");
+  put(148, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : header) {
+    sum += c;
+  }
+  std::snprintf(octal, sizeof octal, "%06o", sum);
+  put(148, std::string(octal) + std::string(1, '\0') + " ");
+  return header + std::string(512, '\0');
+}
+
+TEST_CASE("archive: an archive unpacking past the limit is refused before anything is written",
+          "[images][archive][c16]") {
+  Home home;
+  // 5 GiB declared: once, gzip'd zeros filled the disk before .files.json was read.
+  const std::string file = home.tmp.write("bomb.plugin", declared_size_tar(5ULL << 30));
+  auto installed = install_plugin_archive(file, home.options());
+  REQUIRE_FALSE(installed.ok());
+  INFO(installed.error().message());
+  CHECK(installed.error().message().find("unpacks to more than") != std::string::npos);
+  CHECK(installed.error().message().find(file) != std::string::npos);
+  CHECK(mfserv::list_dir(home.plugins).empty());  // not even a staging folder
+}
+
 TEST_CASE("archive: a failed install of version 2 leaves version 1 in place", "[images][archive]") {
   Home home;
   REQUIRE(install_plugin_archive(

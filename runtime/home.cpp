@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -44,14 +45,32 @@ Result<Home> resolve_home(const std::string& option) {
       path = std::string(user_home ? user_home : "/tmp") + "/.local/share/mfserv";
     }
   }
-  if (auto st = make_dirs(path, 0755); !st) {
-    return st.error().with_context("preparing the mfserv home");
+  // Nothing is created here: commands that only read (ps, status, stop...) must not leave a
+  // folder behind for a mistyped --home; those that write call prepare_home(). The existing
+  // part of the path is resolved (links, ".."), so the home has one name before and after
+  // it is created (its cgroups are named after it).
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path absolute = fs::absolute(path, ec).lexically_normal();
+  if (ec) {
+    return Error("resolving the mfserv home " + path, ec.value());
+  }
+  fs::path existing = absolute;
+  fs::path rest;
+  while (!fs::exists(existing, ec) && existing.has_relative_path()) {
+    rest = existing.filename() / rest;
+    existing = existing.parent_path();
   }
   char resolved[PATH_MAX];
-  if (!::realpath(path.c_str(), resolved)) {
+  if (!::realpath(existing.c_str(), resolved)) {
     return Error::from_errno("resolving the mfserv home " + path);
   }
-  return Home{resolved};
+  fs::path home = fs::path(resolved) / rest;
+  std::string text = home.lexically_normal().string();
+  while (text.size() > 1 && text.back() == '/') {
+    text.pop_back();
+  }
+  return Home{text};
 }
 
 Status prepare_home(const Home& home) {

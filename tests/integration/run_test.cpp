@@ -266,6 +266,16 @@ TEST_CASE("start-up problems are clear errors before anything starts",
     auto ps = run_mfserv({home.home_arg(), "ps"});
     CHECK(ps.exit_code == 3);
   }
+  SECTION("commands that only read create no home (a mistyped --home leaves nothing)") {
+    const std::string missing = home.path() + "/../typo/home";
+    for (const char* command : {"ps", "status", "stop", "reload"}) {
+      auto result = run_mfserv({"--home=" + missing, command});
+      INFO(command << ": " << result.err);
+      CHECK(result.exit_code == 3);
+      CHECK(result.err.find("no mfserv is running") != std::string::npos);
+    }
+    CHECK_FALSE(fs::exists(home.path() + "/../typo"));
+  }
   SECTION("a port already in use") {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

@@ -1,5 +1,6 @@
 // mfserv's entry point: the command line (CLI11) and nothing else.
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "cli/check_command.hpp"
 #include "cli/commands.hpp"
@@ -94,6 +95,17 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RequiredError& e) {
+    // "A subcommand is required" also answers a misspelt one: name the word instead.
+    const bool in_plugin = plugin->parsed();
+    auto extra = (in_plugin ? plugin : &app)->remaining();
+    if (!extra.empty()) {
+      std::fprintf(stderr, "mfserv: unknown command '%s%s'; see `mfserv%s --help`\n",
+                   in_plugin ? "plugin " : "", extra.front().c_str(), in_plugin ? " plugin" : "");
+      return k_exit_usage;
+    }
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : k_exit_usage;
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : k_exit_usage;

@@ -251,6 +251,19 @@ TEST_CASE("a broken plugin is reported with file, line and key while the good on
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("an unknown command is named, not taken for a missing one", "[integration][cli]") {
+  for (const auto& [args, word] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"frobnicate"}, "'frobnicate'"},
+           {{"plugin", "frobnicate"}, "'plugin frobnicate'"},
+           {{"--home=/nonexistent/mfserv", "logz", "x"}, "'logz'"}}) {
+    auto result = run_mfserv(args);
+    INFO(result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find("unknown command " + word) != std::string::npos);
+  }
+  CHECK(run_mfserv({}).err.find("A subcommand is required") != std::string::npos);
+}
+
 TEST_CASE("start-up problems are clear errors before anything starts",
           "[integration][root][errors]") {
   if (!require_root()) {

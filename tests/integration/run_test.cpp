@@ -251,7 +251,7 @@ TEST_CASE("a broken plugin is reported with file, line and key while the good on
   CHECK(home.stop().exit_code == 0);
 }
 
-TEST_CASE("an unknown command is named, not taken for a missing one", "[integration][cli]") {
+TEST_CASE("an unknown command is named and not taken for a missing one", "[integration][cli]") {
   for (const auto& [args, word] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"frobnicate"}, "'frobnicate'"},
            {{"plugin", "frobnicate"}, "'plugin frobnicate'"},

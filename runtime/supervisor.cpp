@@ -1316,14 +1316,14 @@ void Supervisor::Impl::close_worker_socket(Process& process) {
     ::unlink(process.staging_path.c_str());
     process.staging_path.clear();
   }
-  if (process.listen_fd) {
-    process.listen_fd.reset();
-    // The path may be another group's socket by now (an app removed, then added again).
-    struct stat st {};
-    if (!process.socket_path.empty() && ::lstat(process.socket_path.c_str(), &st) == 0 &&
-        S_ISSOCK(st.st_mode) && st.st_ino == process.socket_ino) {
-      ::unlink(process.socket_path.c_str());
-    }
+  process.listen_fd.reset();
+  // Whether or not the listener was still open (`stop PLUGIN` closes it and keeps the path,
+  // so that nginx is refused at once). The path may be another group's socket by now (an app
+  // removed, then added again): only ours goes.
+  struct stat st {};
+  if (!process.socket_path.empty() && ::lstat(process.socket_path.c_str(), &st) == 0 &&
+      S_ISSOCK(st.st_mode) && st.st_ino == process.socket_ino) {
+    ::unlink(process.socket_path.c_str());
   }
 }
 
@@ -1428,6 +1428,9 @@ void Supervisor::Impl::sweep() {
         ++it;
         continue;
       }
+      for (auto& process : group.processes) {
+        close_worker_socket(*process);
+      }
       bool shared = std::any_of(m_groups.begin(), m_groups.end(), [&](const auto& other) {
         return other.get() != &group && other->cgroup == group.cgroup;
       });
@@ -1442,6 +1445,7 @@ void Supervisor::Impl::sweep() {
     auto& processes = group.processes;
     for (auto p = processes.begin(); p != processes.end();) {
       if ((*p)->removed && gone(**p)) {
+        close_worker_socket(**p);
         remove_leaves(**p);
         p = processes.erase(p);
       } else {
@@ -1758,15 +1762,7 @@ void Supervisor::Impl::cleanup() {
         old->child_watch.reset();
         old->kill_timer.reset();
       }
-      if (!process->staging_path.empty()) {
-        ::unlink(process->staging_path.c_str());
-      }
-      if (process->listen_fd) {
-        process->listen_fd.reset();
-        if (!process->socket_path.empty()) {
-          ::unlink(process->socket_path.c_str());
-        }
-      }
+      close_worker_socket(*process);
     }
   }
   std::string root = home.cgroup_root();

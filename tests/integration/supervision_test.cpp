@@ -569,7 +569,15 @@ TEST_CASE("stop and start PLUGIN/APP: held workers stay down, the rest serve",
   auto unknown = run_mfserv({home.home_arg(), "restart", "nope"});
   CHECK(unknown.exit_code == 1);
   CHECK(unknown.err.find("no running plugin or app matches 'nope'") != std::string::npos);
+  // A held app's sockets go with the supervisor too, and with the plugin when it leaves.
+  REQUIRE(run_mfserv({home.home_arg(), "stop", "beta"}).exit_code == 0);
+  REQUIRE(run_mfserv({home.home_arg(), "stop", "alpha"}).exit_code == 0);
+  fs::remove(home.path() + "/plugins/beta");
+  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  CHECK(wait_until([&] { return !fs::exists(home.path() + "/run/sockets/app_beta_main_1.socket"); },
+                   15s));
   CHECK(home.stop().exit_code == 0);
+  CHECK(fs::is_empty(home.path() + "/run/sockets"));
 }
 
 TEST_CASE("after kill -9 of the supervisor, run again cleans up and starts fresh",

@@ -427,7 +427,7 @@ int cmd_plugin_develop(const Globals& globals, const std::string& dir) {
   fmt::print("plugin {} linked: {}/{} -> {}\n", installed->name, home->plugins_dir(),
              installed->name, installed->home);
   if (runtime::home_is_locked(*home)) {
-    fmt::print("mfserv is running: restart it to start this plugin\n");
+    fmt::print("mfserv is running: `mfserv reload` starts this plugin\n");
   }
   return k_exit_ok;
 }

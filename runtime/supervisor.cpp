@@ -89,6 +89,8 @@ class Supervisor::Impl {
   }
 
   Status prepare();
+  Status prepare_steps();
+  void undo_prepare();
   Status run();
 
  private:
@@ -201,7 +203,23 @@ class Supervisor::Impl {
 // ---------------------------------------------------------------------------------------
 // Preparation
 
+// A start that fails after the cgroups and sockets were made removes them again: nothing of
+// a failed `run` stays behind for the next one (or for nobody) to find.
 Status Supervisor::Impl::prepare() {
+  Status st = prepare_steps();
+  if (!st) {
+    undo_prepare();
+  }
+  return st;
+}
+
+void Supervisor::Impl::undo_prepare() {
+  if (m_cgroups && !m_groups.empty()) {
+    cleanup();
+  }
+}
+
+Status Supervisor::Impl::prepare_steps() {
   const Home& home = m_options.home;
   if (auto st = prepare_home(home); !st) {
     return st;
@@ -644,6 +662,7 @@ Status Supervisor::Impl::run() {
     }
   }
   if (auto st = setup_event_loop(); !st) {
+    undo_prepare();
     return st;
   }
   (void)write_file_atomic(m_options.home.running_flag(), "RUNNING\n");

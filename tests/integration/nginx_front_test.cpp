@@ -548,6 +548,9 @@ TEST_CASE("C15: a fragment nginx rejects is refused with nginx's error quoted",
     CHECK(get(port, "/__health").status == 0);
     CHECK(read_text(conf_path) == last_good);
     CHECK_FALSE(fs::exists(conf_path + ".new"));
+    // What the failed start had made is gone: its cgroups and sockets.
+    CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
+    CHECK(fs::is_empty(home.path() + "/run/sockets"));
   }
 
   SECTION("at reload: the running nginx keeps its configuration and serves") {

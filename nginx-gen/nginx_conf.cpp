@@ -608,15 +608,6 @@ std::string sanitize_for_name(std::string_view text) {
   return out;
 }
 
-std::uint32_t fnv1a(std::string_view text) {
-  std::uint32_t hash = 2166136261u;
-  for (char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 16777619u;
-  }
-  return hash;
-}
-
 bool is_absolute_path(std::string_view path) {
   return !path.empty() && path.front() == '/';
 }

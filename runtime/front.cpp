@@ -13,6 +13,7 @@
 
 #include "images/values.hpp"
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 
 namespace mfserv::runtime {
 
@@ -79,11 +80,9 @@ namespace {
 
 std::string fragment_path(const Home& home, const images::PluginConfig& plugin,
                           const images::AppConfig& app) {
-  std::uint32_t hash = 2166136261u;  // FNV-1a of the content: a new text, a new file
-  for (unsigned char c : app.extra_nginx_conf) {
-    hash = (hash ^ c) * 16777619u;
-  }
-  return fmt::format("{}/{}.{}.{:08x}.conf", home.fragments_dir(), plugin.name, app.section, hash);
+  // Named after the content: a new text, a new file.
+  return fmt::format("{}/{}.{}.{:08x}.conf", home.fragments_dir(), plugin.name, app.section,
+                     fnv1a(app.extra_nginx_conf));
 }
 
 }  // namespace

@@ -17,11 +17,7 @@
 namespace mfserv::runtime {
 
 std::string Home::instance() const {
-  std::uint32_t hash = 2166136261u;  // FNV-1a
-  for (unsigned char c : root) {
-    hash = (hash ^ c) * 16777619u;
-  }
-  return fmt::format("h{:08x}", hash);
+  return fmt::format("h{:08x}", fnv1a(root));
 }
 
 images::LoadOptions Home::load_options() const {

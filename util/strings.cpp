@@ -139,4 +139,13 @@ std::string format_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f}{}", value, units[unit]);
 }
 
+std::uint32_t fnv1a(std::string_view text) {
+  std::uint32_t hash = 2166136261u;
+  for (char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
 }  // namespace mfserv

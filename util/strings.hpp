@@ -21,5 +21,7 @@ std::optional<long long> parse_int(std::string_view text);
 std::optional<std::uint64_t> parse_bytes(std::string_view text);
 std::optional<bool> parse_bool(std::string_view text);
 std::string format_bytes(std::uint64_t bytes);
+// FNV-1a, 32 bits: short stable names (instances, upstreams, fragment copies), not security.
+std::uint32_t fnv1a(std::string_view text);
 
 }  // namespace mfserv

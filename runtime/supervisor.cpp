@@ -119,6 +119,7 @@ class Supervisor::Impl {
   void sweep();
   void restart_group(Group& group, const std::vector<Process*>& skip = {});
   void close_worker_socket(Process& process);
+  void drop_staging(Process& process);
   void reload_nginx();
   void stop_out_of_nginx();
   void hold_group(Group& group);
@@ -602,15 +603,13 @@ Status Supervisor::Impl::write_nginx_conf() {
     }
     return Error(message, st.error().code());
   }
-  if (st) {
-    for (const auto& name : list_dir(home.fragments_dir())) {
-      std::string path = home.fragments_dir() + "/" + name;
-      if (!current.count(path)) {
-        ::unlink(path.c_str());
-      }
+  for (const auto& name : list_dir(home.fragments_dir())) {
+    std::string path = home.fragments_dir() + "/" + name;
+    if (!current.count(path)) {
+      ::unlink(path.c_str());
     }
   }
-  return st;
+  return {};
 }
 
 Status Supervisor::Impl::setup_event_loop() {
@@ -1268,10 +1267,7 @@ void Supervisor::Impl::hold_group(Group& group) {
     process->held = true;
     // No listener left: nginx gets "connection refused" at once (502) instead of waiting in
     // a backlog nobody will accept from.
-    if (!process->staging_path.empty()) {
-      ::unlink(process->staging_path.c_str());
-      process->staging_path.clear();
-    }
+    drop_staging(*process);
     process->listen_fd.reset();
     process->age_timer.reset();
     stop_process(*process, group.app->smart_stop_signal, group.app->graceful_timeout);
@@ -1330,11 +1326,16 @@ std::vector<Process*> Supervisor::Impl::resize_group(Group& group, int numproces
   return added;
 }
 
-void Supervisor::Impl::close_worker_socket(Process& process) {
+// A replacement's own socket, before it took the worker's path: never renamed now.
+void Supervisor::Impl::drop_staging(Process& process) {
   if (!process.staging_path.empty()) {
     ::unlink(process.staging_path.c_str());
     process.staging_path.clear();
   }
+}
+
+void Supervisor::Impl::close_worker_socket(Process& process) {
+  drop_staging(process);
   process.listen_fd.reset();
   // Whether or not the listener was still open (`stop PLUGIN` closes it and keeps the path,
   // so that nginx is refused at once). The path may be another group's socket by now (an app

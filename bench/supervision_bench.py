@@ -4,8 +4,10 @@
 N plugins x 1 app x 2 workers of a tiny WSGI app on gunicorn ("ok"), first under mfserv, then
 the same 2N processes under Debian's supervisord. Measured for each: time from launch to ready,
 supervisor RSS, CPU and wakeups at idle, restart latency after kill -9 of one worker. While
-mfserv runs: wrk through mfserv's nginx vs a hand-written nginx.conf in front of the same two
-gunicorn sockets. Prints figures and ratios against the issue's targets; asserts nothing.
+mfserv runs: wrk through mfserv's nginx vs two hand-written nginx.conf in front of the same two
+gunicorn sockets: a minimal one, and one that sends gunicorn the same request headers as
+mfserv's front (X-Forwarded-*, X-Request-Id), which shows how much of the gap those cost.
+Prints figures and ratios against the issue's targets; asserts nothing.
 
 Run through scripts/bench-supervision (it installs supervisor and wrk, and builds mfserv).
 Everything lives in one temporary folder; every process started is stopped at the end.
@@ -427,13 +429,16 @@ class Bench:
         self.home = os.path.join(self.root, "home")
         self.src = os.path.join(self.root, "src")
         self.sv = os.path.join(self.root, "supervisord")
-        self.hand = os.path.join(self.root, "nginx-hand")
+        # Two hand-written configurations: "hand" is the minimal one the issue names; "headers"
+        # adds the request and response headers mfserv's front sends (X-Forwarded-*,
+        # X-Request-Id, HTTP/1.1), which gunicorn parses in Python for every request.
+        self.hand = {v: os.path.join(self.root, f"nginx-{v}") for v in ("hand", "headers")}
         self.plugins = [f"plugin{i}" for i in range(1, args.plugins + 1)]
         self.port = args.port or free_port()
-        self.hand_port = args.hand_port or free_port()
+        self.hand_port = {"hand": args.hand_port or free_port(), "headers": free_port()}
         self.mfserv_running = False
         self.supervisord = None
-        self.hand_nginx_pid = None
+        self.hand_nginx_pid = {}
         self.orphans = []
         self.results = {}
 
@@ -547,9 +552,10 @@ class Bench:
                 range(self.args.kills)]
 
     # -- throughput -----------------------------------------------------------------------
-    def hand_nginx_conf(self):
-        os.makedirs(os.path.join(self.hand, "tmp"), exist_ok=True)
-        os.chmod(self.hand, 0o755)
+    def hand_nginx_conf(self, variant):
+        folder = self.hand[variant]
+        os.makedirs(os.path.join(folder, "tmp"), exist_ok=True)
+        os.chmod(folder, 0o755)
         sockets = [self.mfserv_socket(self.plugins[0], w) for w in (1, 2)]
         # Same worker count as mfserv's nginx, so that only the configuration differs.
         workers = "auto"
@@ -558,59 +564,73 @@ class Bench:
             if m:
                 workers = m.group(1)
         servers = "\n".join(f"        server unix:{s};" for s in sockets)
+        headers = "" if variant == "hand" else """
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $http_host;
+    proxy_set_header X-Request-Id $request_id;
+    add_header X-Request-Id $request_id always;
+"""
+        hand = folder
         conf = f"""# hand-written: one upstream (least_conn) with the two sockets, proxy_pass
 user www-data;
 worker_processes {workers};
-pid {self.hand}/nginx.pid;
-error_log {self.hand}/error.log warn;
+pid {hand}/nginx.pid;
+error_log {hand}/error.log warn;
 
 events {{
     worker_connections 1024;
 }}
 
 http {{
-    access_log {self.hand}/access.log;
-    client_body_temp_path {self.hand}/tmp/client_body;
-    proxy_temp_path {self.hand}/tmp/proxy;
-    fastcgi_temp_path {self.hand}/tmp/fastcgi;
-    uwsgi_temp_path {self.hand}/tmp/uwsgi;
-    scgi_temp_path {self.hand}/tmp/scgi;
-
+    access_log {hand}/access.log;
+    client_body_temp_path {hand}/tmp/client_body;
+    proxy_temp_path {hand}/tmp/proxy;
+    fastcgi_temp_path {hand}/tmp/fastcgi;
+    uwsgi_temp_path {hand}/tmp/uwsgi;
+    scgi_temp_path {hand}/tmp/scgi;
+{headers}
     upstream app {{
         least_conn;
 {servers}
     }}
 
     server {{
-        listen 127.0.0.1:{self.hand_port};
+        listen 127.0.0.1:{self.hand_port[variant]};
         location / {{
             proxy_pass http://app;
         }}
     }}
 }}
 """
-        path = os.path.join(self.hand, "nginx.conf")
+        path = os.path.join(folder, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
         return path
 
-    def throughput_phase(self):
-        conf = self.hand_nginx_conf()
-        result = subprocess.run(["nginx", "-c", conf, "-p", self.hand], capture_output=True,
-                                text=True, timeout=30)
+    def start_hand_nginx(self, variant):
+        conf = self.hand_nginx_conf(variant)
+        result = subprocess.run(["nginx", "-c", conf, "-p", self.hand[variant]],
+                                capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
-            raise RuntimeError(f"hand-written nginx: {result.stderr.strip()}")
+            raise RuntimeError(f"hand-written nginx ({variant}): {result.stderr.strip()}")
         deadline = now() + 10
-        while now() < deadline and self.hand_nginx_pid is None:
+        while now() < deadline and variant not in self.hand_nginx_pid:
             try:
-                with open(os.path.join(self.hand, "nginx.pid")) as f:
-                    self.hand_nginx_pid = int(f.read().strip())
+                with open(os.path.join(self.hand[variant], "nginx.pid")) as f:
+                    self.hand_nginx_pid[variant] = int(f.read().strip())
             except (OSError, ValueError):
                 time.sleep(0.05)
-        urls = {
-            "mfserv": f"http://127.0.0.1:{self.port}/{self.plugins[0]}/main/",
-            "hand": f"http://127.0.0.1:{self.hand_port}/{self.plugins[0]}/main/",
-        }
+
+    def throughput_phase(self):
+        urls = {"mfserv": f"http://127.0.0.1:{self.port}/{self.plugins[0]}/main/"}
+        for variant in self.hand:
+            self.start_hand_nginx(variant)
+            urls[variant] = f"http://127.0.0.1:{self.hand_port[variant]}/{self.plugins[0]}/main/"
         for name, url in urls.items():
             check = subprocess.run(["curl", "-s", "--max-time", "5", url], capture_output=True,
                                    text=True, timeout=10)
@@ -618,9 +638,9 @@ http {{
                 raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url}")
             run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
         self.results["load_wrk"] = loadavg()
-        runs = {"mfserv": [], "hand": []}
+        runs = {name: [] for name in urls}
         for round_ in range(self.args.wrk_rounds):
-            for name in ("mfserv", "hand"):
+            for name in urls:
                 w = run_wrk(urls[name], self.args.wrk_seconds, self.args.wrk_threads,
                             self.args.wrk_connections)
                 runs[name].append(w)
@@ -630,14 +650,14 @@ http {{
         self.stop_hand_nginx()
 
     def stop_hand_nginx(self):
-        if self.hand_nginx_pid is None:
-            return
-        subprocess.run(["nginx", "-c", os.path.join(self.hand, "nginx.conf"), "-p", self.hand,
-                        "-s", "quit"], capture_output=True, timeout=30)
-        if not wait_pid_gone(self.hand_nginx_pid, 15):
-            kill_pids(children_of(self.hand_nginx_pid) + [self.hand_nginx_pid])
-            wait_pid_gone(self.hand_nginx_pid, 5)
-        self.hand_nginx_pid = None
+        for variant, pid in list(self.hand_nginx_pid.items()):
+            folder = self.hand[variant]
+            subprocess.run(["nginx", "-c", os.path.join(folder, "nginx.conf"), "-p", folder,
+                            "-s", "quit"], capture_output=True, timeout=30)
+            if not wait_pid_gone(pid, 15):
+                kill_pids(children_of(pid) + [pid])
+                wait_pid_gone(pid, 5)
+            del self.hand_nginx_pid[variant]
 
     def stop_mfserv(self):
         if not self.mfserv_running:
@@ -875,7 +895,9 @@ http {{
         if tp:
             best_mf = max(w["rps"] for w in tp["mfserv"])
             best_hand = max(w["rps"] for w in tp["hand"])
+            best_headers = max(w["rps"] for w in tp["headers"])
             tr = ratio(best_mf, best_hand)
+            th = ratio(best_mf, best_headers)
             print()
             print(f"== throughput: wrk -t{self.args.wrk_threads} -c{self.args.wrk_connections} "
                   f"-d{self.args.wrk_seconds}s, /{self.plugins[0]}/main/, best of "
@@ -883,11 +905,15 @@ http {{
             t_rows = [("mfserv nginx", f"{best_mf:.1f} req/s",
                        " / ".join(f"{w['rps']:.1f}" for w in tp["mfserv"])),
                       ("hand-written nginx.conf", f"{best_hand:.1f} req/s",
-                       " / ".join(f"{w['rps']:.1f}" for w in tp["hand"]))]
+                       " / ".join(f"{w['rps']:.1f}" for w in tp["hand"])),
+                      ("hand-written + headers", f"{best_headers:.1f} req/s",
+                       " / ".join(f"{w['rps']:.1f}" for w in tp["headers"]))]
             for name, best, all_runs in t_rows:
                 print(f"{name:<24} {best:>16}   (runs: {all_runs})")
             print(f"{'ratio mfserv/hand':<24} {num(tr, 3, ''):>16}   target >= 0.98: "
                   f"{yes_no(tr is not None and tr >= 0.98)}")
+            print(f"{'ratio mfserv/headers':<24} {num(th, 3, ''):>16}   (same upstream headers as "
+                  "mfserv: X-Forwarded-*, X-Request-Id, HTTP/1.1)")
             bad = sum(w["non2xx"] for runs in tp.values() for w in runs)
             print(f"non-2xx responses over all runs: {bad}")
 

@@ -85,12 +85,20 @@ Result<UniqueFd> lock_home(const Home& home) {
     return Error::from_errno("opening " + home.lock_path());
   }
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    auto holder = read_file(home.lock_path());
-    std::string pid = holder ? trim(*holder) : "?";
+    // The holder writes its pid just after taking the lock: give it a moment (at most
+    // 100 ms) rather than print an empty pid.
+    std::string pid;
+    for (int attempt = 0; attempt < 20 && pid.empty(); ++attempt) {
+      auto holder = read_file(home.lock_path());
+      pid = holder ? trim(*holder) : "";
+      if (pid.empty()) {
+        ::usleep(5000);
+      }
+    }
     return Error(
-        fmt::format("home {} is already used by a running mfserv (pid {}): stop it "
+        fmt::format("home {} is already used by a running mfserv{}: stop it "
                     "with `mfserv --home {} stop` or use another --home",
-                    home.root, pid, home.root));
+                    home.root, pid.empty() ? "" : " (pid " + pid + ")", home.root));
   }
   if (::ftruncate(fd.get(), 0) == 0) {
     std::string pid = std::to_string(::getpid()) + "\n";

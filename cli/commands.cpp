@@ -359,8 +359,9 @@ int cmd_ps(const Globals& globals) {
                                                : row["plugin"].get<std::string>() + "/" +
                                                      row["app"].get<std::string>();
     std::string last_exit = row["last_exit"].get<std::string>();
-    fmt::print(fmt::runtime(k_row_format), label, row["worker"].get<int>(), row["pid"].get<int>(),
-               row["state"].get<std::string>(),
+    int pid = row["pid"].get<int>();
+    fmt::print(fmt::runtime(k_row_format), label, row["worker"].get<int>(),
+               pid > 0 ? std::to_string(pid) : std::string("-"), row["state"].get<std::string>(),
                format_duration(row["uptime_s"].get<std::uint64_t>()), row["restarts"].get<int>(),
                last_exit.empty() ? "-" : last_exit, memory_cell(row),
                row["cgroup"].get<std::string>());

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -563,6 +564,19 @@ TEST_CASE("stop and start PLUGIN/APP: held workers stay down, the rest serve",
       10s));
   CHECK(http_get(port, "/alpha/main/", "localhost", 5000).status == 502);
   CHECK(http_get(port, "/beta/main/").status == 200);
+  // A stopped worker has no pid: the table shows "-", never -1.
+  auto table = run_mfserv({home.home_arg(), "ps"});
+  REQUIRE(table.exit_code == 0);
+  int stopped_rows = 0;
+  std::istringstream lines(table.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("alpha/main", 0) == 0) {
+      ++stopped_rows;
+      CHECK(line.find(" -1 ") == std::string::npos);
+      CHECK(line.find(" - stopped ") != std::string::npos);
+    }
+  }
+  CHECK(stopped_rows == 2);
   REQUIRE(run_mfserv({home.home_arg(), "start", "alpha"}).exit_code == 0);
   REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 10s));
   CHECK(http_get(port, "/alpha/main/").status == 200);

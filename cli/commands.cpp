@@ -427,6 +427,9 @@ int cmd_plugin_develop(const Globals& globals, const std::string& dir) {
   }
   fmt::print("plugin {} linked: {}/{} -> {}\n", installed->name, home->plugins_dir(),
              installed->name, installed->home);
+  if (!installed->replaced_link.empty()) {
+    fmt::print("it was linked to {} before\n", installed->replaced_link);
+  }
   if (runtime::home_is_locked(*home)) {
     fmt::print("mfserv is running: `mfserv reload` starts this plugin\n");
   }

@@ -91,6 +91,8 @@ Result<InstalledPlugin> develop(const std::string& plugins_dir, const std::strin
     return Error("plugin " + plugin.name +
                  " is already installed (not a dev link): uninstall it first");
   }
+  // Re-pointing a link to another working copy is allowed (switching checkouts) but said.
+  std::string previous = is_symlink(link) ? read_link(link) : std::string();
   // The temporary name starts with '.', which plugin listings skip.
   if (auto status = replace_link(plugin.dir, link, plugins_dir + "/." + plugin.name + ".link");
       !status) {
@@ -102,6 +104,9 @@ Result<InstalledPlugin> develop(const std::string& plugins_dir, const std::strin
   installed.release = plugin.release;
   installed.home = plugin.dir;
   installed.dev_link = true;
+  if (!previous.empty() && previous != plugin.dir) {
+    installed.replaced_link = previous;
+  }
   return installed;
 }
 

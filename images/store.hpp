@@ -16,6 +16,7 @@ struct InstalledPlugin {
   std::string release;
   std::string home;  // the plugin's folder (the link's target for dev links)
   bool dev_link = false;
+  std::string replaced_link;  // develop: the other folder the link pointed to before, if any
 };
 
 // Links DIR into PLUGINS_DIR under the plugin's name. Refuses a plugin with errors (they are

@@ -79,10 +79,16 @@ TEST_CASE("store: develop replaces an existing dev link", "[images][store]") {
   tmp.write("one/demo/config.ini", k_config);
   tmp.write("two/demo/config.ini", "[general]\n_version = 2.0.0\n");
   std::string plugins = tmp.mkdir("plugins");
-  REQUIRE(develop(plugins, tmp / "one/demo", {}).ok());
+  auto first = develop(plugins, tmp / "one/demo", {});
+  REQUIRE(first.ok());
+  CHECK(first->replaced_link.empty());
+  auto same = develop(plugins, tmp / "one/demo", {});
+  REQUIRE(same.ok());
+  CHECK(same->replaced_link.empty());  // linking the same folder again replaces nothing
   auto again = develop(plugins, tmp / "two/demo", {});
   REQUIRE(again.ok());
   CHECK(again->version == "2.0.0");
+  CHECK(again->replaced_link == tmp / "one/demo");  // said, not silent
   CHECK(link_target(plugins + "/demo") == tmp / "two/demo");
   // No temporary link is left behind.
   auto listed = list_installed(plugins, {});

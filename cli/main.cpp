@@ -53,7 +53,10 @@ int main(int argc, char** argv) {
   check->add_flag("--json", globals.json, "machine-readable output");
 
   auto* nginx_conf = app.add_subcommand("nginx-conf", "print the generated nginx configuration");
-  nginx_conf->add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));
+  nginx_conf
+      ->add_option("--port", port,
+                   "nginx port (default: the running instance's, else mfserv.ini's)")
+      ->check(CLI::Range(1, 65535));
 
   auto* plugin = app.add_subcommand("plugin", "manage plugins");
   plugin->require_subcommand(1);

@@ -436,6 +436,10 @@ TEST_CASE("mfserv.ini reaches nginx, --port overrides its port, a bad file stops
     CHECK(conf.exit_code == 0);
     CHECK(conf.out == read_text(home.path() + "/run/nginx.conf"));
     CHECK(conf.out.find("client_max_body_size 5m;") != std::string::npos);
+    // Without --port, the port of the running instance (its `run --port`), not mfserv.ini's.
+    auto running = run_mfserv({home.home_arg(), "nginx-conf"});
+    CHECK(running.exit_code == 0);
+    CHECK(running.out == read_text(home.path() + "/run/nginx.conf"));
     CHECK(home.stop().exit_code == 0);
   }
 }

@@ -575,24 +575,23 @@ class Bench:
     proxy_set_header X-Request-Id $request_id;
     add_header X-Request-Id $request_id always;
 """
-        hand = folder
         conf = f"""# hand-written: one upstream (least_conn) with the two sockets, proxy_pass
 user www-data;
 worker_processes {workers};
-pid {hand}/nginx.pid;
-error_log {hand}/error.log warn;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
 
 events {{
     worker_connections 1024;
 }}
 
 http {{
-    access_log {hand}/access.log;
-    client_body_temp_path {hand}/tmp/client_body;
-    proxy_temp_path {hand}/tmp/proxy;
-    fastcgi_temp_path {hand}/tmp/fastcgi;
-    uwsgi_temp_path {hand}/tmp/uwsgi;
-    scgi_temp_path {hand}/tmp/scgi;
+    access_log {folder}/access.log;
+    client_body_temp_path {folder}/tmp/client_body;
+    proxy_temp_path {folder}/tmp/proxy;
+    fastcgi_temp_path {folder}/tmp/fastcgi;
+    uwsgi_temp_path {folder}/tmp/uwsgi;
+    scgi_temp_path {folder}/tmp/scgi;
 {headers}
     upstream app {{
         least_conn;

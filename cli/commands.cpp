@@ -216,11 +216,6 @@ int cmd_run(const Globals& globals, int port, bool detach) {
   }
   if (port > 0) {
     settings->port = port;  // --port overrides HOME/config/mfserv.ini
-  } else if (runtime::home_is_locked(*home)) {
-    // A running instance may have been given another port by `run --port`: show its own.
-    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
-      settings->port = (*answer)["service"].value("port", settings->port);
-    }
   }
   auto plugins = load_and_report(*home);
   return detach ? run_detached(*home, std::move(plugins), *settings)

@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/common.hpp"
 #include "images/plugin.hpp"
 #include "images/store.hpp"
 #include "nginx-gen/nginx_conf.hpp"
@@ -35,39 +37,8 @@ bool home_is_running(const runtime::Home& home) {
   return runtime::home_is_locked(home);
 }
 
-void print_error(const std::string& message) {
-  fmt::print(stderr, "mfserv: {}\n", message);
-}
-
 std::optional<runtime::Home> open_home(const Globals& globals) {
-  auto home = runtime::resolve_home(globals.home);
-  if (!home) {
-    print_error(home.error().describe());
-    return std::nullopt;
-  }
-  return *home;
-}
-
-// Prints every diagnostic; returns the plugins that loaded.
-std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {
-  auto report = images::load_plugins(home.plugins_dir(), home.load_options());
-  for (const auto& diagnostic : report.diagnostics) {
-    bool error = diagnostic.severity == images::Diagnostic::Severity::Error;
-    fmt::print(stderr, "mfserv: {}: {}\n", error ? "error" : "warning", diagnostic.describe());
-  }
-  if (report.has_errors()) {
-    fmt::print(stderr, "mfserv: plugins with errors are skipped; the others run\n");
-  }
-  return std::move(report.plugins);
-}
-
-void print_urls(const runtime::Home& home, const std::vector<images::PluginConfig>& plugins,
-                int port) {
-  for (const auto& route : runtime::front_routes(home, plugins)) {
-    if (route.prefix_routing) {
-      fmt::print("  http://127.0.0.1:{}/{}/{}/\n", port, route.plugin, route.app);
-    }
-  }
+  return cli::open_home(globals.home);
 }
 
 std::string format_duration(std::uint64_t seconds) {
@@ -92,134 +63,39 @@ std::string memory_cell(const json& row) {
   return text(row["memory_current"]) + "/" + limit;
 }
 
-int run_foreground(const runtime::Home& home, std::vector<images::PluginConfig> plugins,
-                   const runtime::FrontSettings& front) {
-  const int port = front.port;
-  runtime::RunOptions options;
-  options.home = home;
-  options.front = front;
-  options.log_sink = [](const std::string& line) { fmt::print(stderr, "{}", line); };
-  auto plugins_copy = plugins;
-  options.on_ready = [&home, plugins_copy, port](const std::vector<std::string>& failed) {
-    for (const auto& label : failed) {
-      fmt::print(stderr, "mfserv: {} failed to start (see {}/log)\n", label, home.root);
-    }
-    fmt::print("mfserv is serving on port {} (Ctrl-C stops everything):\n", port);
-    print_urls(home, plugins_copy, port);
-    std::fflush(stdout);
-  };
-  runtime::Supervisor supervisor(std::move(options), std::move(plugins));
-  if (auto st = supervisor.prepare(); !st) {
-    print_error(st.error().describe());
-    return k_exit_error;
-  }
-  if (auto st = supervisor.run(); !st) {
-    print_error(st.error().describe());
-    return k_exit_error;
-  }
-  return k_exit_ok;
-}
-
-int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> plugins,
-                 const runtime::FrontSettings& front) {
-  const int port = front.port;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    print_error("creating a pipe to the supervisor failed");
-    return k_exit_error;
-  }
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    print_error("fork failed");
-    return k_exit_error;
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    int report_fd = fds[1];
-    ::setsid();
-    int null_fd = ::open("/dev/null", O_RDWR);
-    ::dup2(null_fd, 0);
-    ::dup2(null_fd, 1);
-    ::dup2(null_fd, 2);
-    ::close(null_fd);
-    auto report = [&report_fd](const json& message) {
-      if (report_fd < 0) {
-        return;
-      }
-      std::string text = message.dump() + "\n";
-      (void)!::write(report_fd, text.data(), text.size());
-      ::close(report_fd);
-      report_fd = -1;
-    };
-    runtime::RunOptions options;
-    options.home = home;
-    options.front = front;
-    options.on_ready = [&report](const std::vector<std::string>& failed) {
-      report({{"ok", true}, {"failed", failed}});
-    };
-    runtime::Supervisor supervisor(std::move(options), std::move(plugins));
-    auto st = supervisor.prepare();
-    if (st) {
-      st = supervisor.run();
-    }
-    if (!st) {
-      report({{"ok", false}, {"error", st.error().describe()}});
-      std::exit(k_exit_error);
-    }
-    std::exit(k_exit_ok);
-  }
-  ::close(fds[1]);
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) {
-      text.append(buffer, static_cast<size_t>(n));
-    }
-  }
-  ::close(fds[0]);
-  json message;
-  try {
-    message = json::parse(text);
-  } catch (const json::exception&) {
-    print_error("the supervisor exited before it was ready: see " + home.supervisor_log());
-    return k_exit_error;
-  }
-  if (!message.value("ok", false)) {
-    print_error(message.value("error", std::string("unknown error")));
-    return k_exit_error;
-  }
-  auto failed = message["failed"].get<std::vector<std::string>>();
-  for (const auto& label : failed) {
-    print_error(label + " failed to start (see " + home.log_dir() + ")");
-  }
-  fmt::print("mfserv is running (pid {}) on port {}\n", pid, port);
-  return failed.empty() ? k_exit_ok : k_exit_apps_failed;
-}
-
 }  // namespace
 
+// `mfserv run` becomes mfserv-supervisor (the same pid, so that a service manager's main
+// process is the supervisor itself), found beside this executable as mfserv-init is.
 int cmd_run(const Globals& globals, int port, bool detach) {
-  auto home = open_home(globals);
-  if (!home) {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    print_error("cannot find the mfserv executable through /proc/self/exe: is /proc mounted?");
     return k_exit_error;
   }
-  if (auto st = runtime::prepare_home(*home); !st) {
-    print_error(st.error().describe());
-    return k_exit_error;
-  }
-  auto settings = runtime::load_settings(*home);
-  if (!settings) {
-    print_error(settings.error().describe());
-    return k_exit_error;
+  std::string path(self, static_cast<size_t>(n));
+  path = path.substr(0, path.rfind('/') + 1) + "mfserv-supervisor";
+  std::vector<std::string> args{path};
+  if (!globals.home.empty()) {
+    args.insert(args.end(), {"--home", globals.home});
   }
   if (port > 0) {
-    settings->port = port;  // --port overrides HOME/config/mfserv.ini
+    args.insert(args.end(), {"--port", std::to_string(port)});
   }
-  auto plugins = load_and_report(*home);
-  return detach ? run_detached(*home, std::move(plugins), *settings)
-                : run_foreground(*home, std::move(plugins), *settings);
+  if (detach) {
+    args.emplace_back("--detach");
+  }
+  std::vector<char*> argv;
+  for (auto& arg : args) {
+    argv.push_back(arg.data());
+  }
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execv(path.c_str(), argv.data());
+  print_error("cannot run " + path + ": " + std::strerror(errno) +
+              "; it is built beside mfserv (scripts/build) and must be installed with it");
+  return k_exit_error;
 }
 
 int cmd_stop(const Globals& globals) {
@@ -397,14 +273,11 @@ int cmd_nginx_conf(const Globals& globals, int port) {
   if (!home) {
     return k_exit_error;
   }
-  auto settings = runtime::load_settings(*home);
+  auto settings = load_front_settings(*home, port);
   if (!settings) {
-    print_error(settings.error().describe());
     return k_exit_error;
   }
-  if (port > 0) {
-    settings->port = port;  // --port overrides HOME/config/mfserv.ini
-  } else if (runtime::home_is_locked(*home)) {
+  if (port <= 0 && runtime::home_is_locked(*home)) {
     // A running instance may have been given another port by `run --port`: show its own.
     if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
       settings->port = (*answer)["service"].value("port", settings->port);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/common.hpp"
 #include "images/archive.hpp"
 #include "images/template.hpp"
 #include "runtime/control.hpp"
@@ -16,10 +17,6 @@
 
 namespace mfserv::cli {
 namespace {
-
-void print_error(const std::string& message) {
-  fmt::print(stderr, "mfserv: {}\n", message);
-}
 
 void print_warnings(const std::vector<images::Diagnostic>& diagnostics) {
   for (const auto& diagnostic : diagnostics) {

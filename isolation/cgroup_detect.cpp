@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 #include <optional>
 
 #include "isolation/cgroup.hpp"
 #include "isolation/cgroup_backends.hpp"
 #include "isolation/cgroup_fs.hpp"
+#include "util/child_call.hpp"
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -110,30 +113,57 @@ static V2Base find_v2_base(const std::string& mount) {
   return {};
 }
 
-Result<std::unique_ptr<CgroupBackend>> detect_cgroups() {
-  if (int rc = cgroup_init(); rc != 0) {
-    return Error(std::string("reading the cgroup mount table (libcgroup): ") + cgroup_strerror(rc) +
-                 "; is /sys/fs/cgroup mounted?");
+// libcgroup's cgroup_init() fills static mount tables: ~800 KiB of pages that would stay
+// resident for the supervisor's whole life to answer one question asked at start. So the
+// table is read in a short-lived child (util/child_call.hpp): one line "CONTROLLER<TAB>MOUNT"
+// per mounted controller.
+static Result<std::map<std::string, std::string>> controller_mounts() {
+  auto answer = call_in_child([]() -> Result<std::string> {
+    if (int rc = cgroup_init(); rc != 0) {
+      return Error(std::string("reading the cgroup mount table (libcgroup): ") +
+                   cgroup_strerror(rc) + "; is /sys/fs/cgroup mounted?");
+    }
+    std::string lines;
+    for (const char* controller : {"memory", "pids", "cpu", "freezer"}) {
+      char* mount = nullptr;
+      if (cgroup_get_subsys_mount_point(controller, &mount) == 0 && mount != nullptr) {
+        lines += std::string(controller) + "\t" + mount + "\n";
+        std::free(mount);
+      }
+    }
+    return lines;
+  });
+  if (!answer) {
+    return answer.error();
   }
-  char* memory_mount = nullptr;
-  if (cgroup_get_subsys_mount_point("memory", &memory_mount) != 0 || memory_mount == nullptr) {
+  std::map<std::string, std::string> mounts;
+  for (const auto& line : split(*answer, '\n')) {
+    auto tab = line.find('\t');
+    if (tab != std::string::npos) {
+      mounts[line.substr(0, tab)] = line.substr(tab + 1);
+    }
+  }
+  return mounts;
+}
+
+Result<std::unique_ptr<CgroupBackend>> detect_cgroups() {
+  auto found = controller_mounts();
+  if (!found) {
+    return found.error();
+  }
+  auto memory = found->find("memory");
+  if (memory == found->end()) {
     return Error(
         "no cgroup memory controller is mounted on this host; mfserv needs it to "
         "enforce memory_max (see `mfserv check`)");
   }
-  std::string memory_path = memory_mount;
-  std::free(memory_mount);
-  if (is_cgroup2(memory_path)) {
-    return make_v2_backend(memory_path, find_v2_base(memory_path));
+  if (is_cgroup2(memory->second)) {
+    return make_v2_backend(memory->second, find_v2_base(memory->second));
   }
   std::map<std::string, std::string> mounts;
-  for (const char* controller : {"memory", "pids", "cpu", "freezer"}) {
-    char* mount = nullptr;
-    if (cgroup_get_subsys_mount_point(controller, &mount) == 0 && mount != nullptr) {
-      if (!is_cgroup2(mount)) {
-        mounts[controller] = mount;
-      }
-      std::free(mount);
+  for (const auto& [controller, mount] : *found) {
+    if (!is_cgroup2(mount)) {
+      mounts[controller] = mount;
     }
   }
   return make_v1_backend(std::move(mounts));

@@ -17,24 +17,14 @@ namespace {
 constexpr int k_transient_busy_ms = 1000;
 
 void collect_dirs(const std::string& dir, std::vector<std::string>& out) {
-  for (const auto& name : list_dir(dir)) {
-    std::string child = dir + "/" + name;
-    struct stat st {};
-    if (::lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      collect_dirs(child, out);
-    }
+  for (const auto& name : list_subdirs(dir)) {
+    collect_dirs(dir + "/" + name, out);
   }
   out.push_back(dir);
 }
 
 bool has_child_cgroup(const std::string& dir) {
-  for (const auto& name : list_dir(dir)) {
-    struct stat st {};
-    if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      return true;
-    }
-  }
-  return false;
+  return !list_subdirs(dir).empty();
 }
 
 }  // namespace

@@ -1,13 +1,15 @@
-// cgroup v1 backend (legacy and hybrid hosts): one hierarchy per controller. Directories are
-// created and deleted through libcgroup (it knows every controller's mount point); limits are
-// written to the control files directly so that a failure names the exact file and value.
+// cgroup v1 backend (legacy and hybrid hosts): one hierarchy per controller, at the mount
+// points libcgroup reported (cgroup_detect.cpp). Directories are made and removed, and limits
+// written, through the kernel interface so that a failure names the exact file and value, and
+// so that libcgroup's tables never have to be loaded in the long-lived supervisor.
 // Kernel reference: Documentation/admin-guide/cgroup-v1/{memory,pids,freezer-subsystem}.rst.
 #include <fcntl.h>
-#include <libcgroup.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -19,11 +21,6 @@
 
 namespace mfserv::isolation {
 namespace {
-
-struct CgroupDeleter {
-  void operator()(struct cgroup* cg) const { cgroup_free(&cg); }
-};
-using CgroupPtr = std::unique_ptr<struct cgroup, CgroupDeleter>;
 
 class V1Backend final : public CgroupBackend {
  public:
@@ -43,17 +40,17 @@ class V1Backend final : public CgroupBackend {
     if (auto st = require_controllers(limits); !st) {
       return st.error().with_context("cgroup " + rel);
     }
-    CgroupPtr cg(cgroup_new_cgroup(rel.c_str()));
-    if (!cg) {
-      return Error("cgroup " + rel + ": libcgroup could not allocate it");
-    }
     for (const auto& [name, mount] : m_mounts) {
-      if (!cgroup_add_controller(cg.get(), name.c_str())) {
-        return Error("cgroup " + rel + ": libcgroup refused controller " + name);
+      std::string path = mount;
+      for (const auto& part : split(rel, '/')) {
+        if (part.empty()) {
+          continue;
+        }
+        path += "/" + part;
+        if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+          return Error::from_errno("creating cgroup " + path);
+        }
       }
-    }
-    if (int rc = cgroup_create_cgroup(cg.get(), 0); rc != 0) {
-      return Error("creating cgroup " + rel + ": " + cgroup_strerror(rc));
     }
     return apply_limits(rel, limits);
   }
@@ -80,6 +77,9 @@ class V1Backend final : public CgroupBackend {
     // pid, thaw so the kills are delivered, and repeat until the group is empty.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     bool has_freezer = m_mounts.count("freezer") != 0;
+    if (pids(rel).empty()) {
+      return {};  // the usual case after a worker's exit: its PID namespace took everything
+    }
     for (;;) {
       std::string freezer_dir = has_freezer ? dir("freezer", rel) : "";
       bool frozen = has_freezer && is_directory(freezer_dir) &&

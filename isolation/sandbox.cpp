@@ -17,7 +17,9 @@
 #include <cstring>
 #include <memory>
 
+#include "util/child_call.hpp"
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 #include "util/unique_fd.hpp"
 
 namespace mfserv::isolation {
@@ -245,26 +247,67 @@ const char* to_string(SandboxStep step) {
   return "sandbox";
 }
 
+namespace {
+
+struct Account {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+// USER's ids and groups, looked up in a child (util/child_call.hpp): getgrouplist() asks every
+// NSS source, and a module it loads (nss_systemd, ldap...) would stay in the supervisor for good.
+Result<Account> resolve_account(const std::string& user) {
+  auto answer = call_in_child([&user]() -> Result<std::string> {
+    struct passwd* pw = ::getpwnam(user.c_str());
+    if (!pw) {
+      return Error("user '" + user +
+                   "' does not exist on this host: create it (scripts/install-deps creates "
+                   "'mfserv') or set another `user` in the plugin's config.ini");
+    }
+    int count = 64;
+    std::vector<gid_t> groups(static_cast<size_t>(count));
+    if (::getgrouplist(user.c_str(), pw->pw_gid, groups.data(), &count) < 0) {
+      groups.resize(static_cast<size_t>(count));
+      ::getgrouplist(user.c_str(), pw->pw_gid, groups.data(), &count);
+    }
+    groups.resize(static_cast<size_t>(count));
+    std::string text = std::to_string(pw->pw_uid) + " " + std::to_string(pw->pw_gid);
+    for (gid_t gid : groups) {
+      text += " " + std::to_string(gid);
+    }
+    return text;
+  });
+  if (!answer) {
+    return answer.error();
+  }
+  Account account;
+  std::vector<unsigned long> ids;
+  for (const auto& word : split(*answer, ' ')) {
+    ids.push_back(std::stoul(word));
+  }
+  account.uid = static_cast<uid_t>(ids.at(0));
+  account.gid = static_cast<gid_t>(ids.at(1));
+  for (size_t i = 2; i < ids.size(); ++i) {
+    account.groups.push_back(static_cast<gid_t>(ids[i]));
+  }
+  return account;
+}
+
+}  // namespace
+
 Result<PreparedSandbox> prepare_sandbox(const SandboxSpec& spec) {
   PreparedSandbox sandbox;
   sandbox.hostname = spec.hostname.substr(0, 64);
   sandbox.network_none = spec.network_none;
 
-  struct passwd* pw = ::getpwnam(spec.user.c_str());
-  if (!pw) {
-    return Error("user '" + spec.user +
-                 "' does not exist on this host: create it (scripts/install-deps creates "
-                 "'mfserv') or set another `user` in the plugin's config.ini");
+  auto account = resolve_account(spec.user);
+  if (!account) {
+    return account.error();
   }
-  sandbox.uid = pw->pw_uid;
-  sandbox.gid = pw->pw_gid;
-  int count = 64;
-  sandbox.groups.resize(static_cast<size_t>(count));
-  if (::getgrouplist(spec.user.c_str(), pw->pw_gid, sandbox.groups.data(), &count) < 0) {
-    sandbox.groups.resize(static_cast<size_t>(count));
-    ::getgrouplist(spec.user.c_str(), pw->pw_gid, sandbox.groups.data(), &count);
-  }
-  sandbox.groups.resize(static_cast<size_t>(count));
+  sandbox.uid = account->uid;
+  sandbox.gid = account->gid;
+  sandbox.groups = std::move(account->groups);
 
   for (const auto& path : spec.writable) {
     if (!is_directory(path) && !path_exists(path)) {

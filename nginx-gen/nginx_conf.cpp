@@ -72,7 +72,8 @@ struct Location {
   enum class Kind { exact, regex, root, named };
   Kind kind = Kind::regex;
   std::string match;       // what follows "location "
-  size_t specificity = 0;  // length of the literal path the regex starts with
+  std::string path;        // regex: the literal path it matches, with or without a subpath
+  size_t specificity = 0;  // length of that path
   std::string owner;       // "plugin/app"; "" for the built-in fallback
   std::vector<std::string> body;
 };
@@ -174,6 +175,7 @@ std::vector<std::string> proxy_lines(const AppRoute& app, const FrontConfig& fro
 Location location_at(const AppRoute& app, const std::string& path) {
   Location location;
   location.owner = app_label(app);
+  location.path = path;
   location.specificity = path.size();
   if (path.empty()) {
     location.kind = Location::Kind::root;
@@ -281,10 +283,39 @@ Location fallback_location() {
   return location;
 }
 
+// The first segment of a regex location's path: "/api/v1.0" -> "/api". Its regex matches only
+// URIs whose first segment is exactly that one.
+std::string first_segment(const std::string& path) {
+  return path.substr(0, path.find('/', 1));
+}
+
+// What `location /` does, for a group's URIs that none of its regexes match (see
+// write_locations). An alias of "/" is the same as a root there, and stays right in a group.
+std::vector<std::string> root_fallback_lines(const Location& root) {
+  std::vector<std::string> lines;
+  for (const std::string& line : root.body) {
+    if (line.starts_with("alias ") && line.ends_with("/;")) {
+      lines.push_back("root " + line.substr(6, line.size() - 6 - 2) + ";");
+    } else {
+      lines.push_back(line);
+    }
+  }
+  return lines;
+}
+
 // Writes LOCATIONS most specific first: nginx takes exact matches, then the first regex that
 // matches in file order, then the longest prefix; a longer literal route is a subtree of a
 // shorter one, never the reverse, so regexes go by decreasing literal length. The first claim
 // of a route wins; a later claim by another app is left as a comment.
+//
+// Regexes are grouped by the first segment of their path, each group nested in a
+// `location ^~ /SEGMENT`: nginx then tries only the regexes of the request's first segment
+// instead of every route of every plugin in turn (400 regexes for 100 plugins cost ~12 us of
+// nginx CPU per request, more than the rest of the proxying). The same location wins as in
+// one flat list: a group's regexes keep their order, no regex can match a URI of another
+// first segment, and a URI of the group that none matches (or that only starts like the
+// segment, "/SEGMENTxyz") gets what `location /` would give it, repeated as the group's own
+// content (`^~` keeps nginx from trying other regexes).
 void write_locations(ConfWriter& writer, std::vector<Location> locations) {
   std::stable_sort(locations.begin(), locations.end(), [](const Location& a, const Location& b) {
     if (a.kind != b.kind) {
@@ -292,29 +323,89 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
     }
     return a.kind == Location::Kind::regex && a.specificity > b.specificity;
   });
+  // Drops what an earlier location already claims, a comment in its place for another owner.
+  struct Entry {
+    const Location* location;
+    std::string comment;
+  };
+  std::vector<Entry> entries;
   std::unordered_map<std::string, std::string> claimed;  // match -> owner
-  bool first = true;
+  const Location* root = nullptr;
   for (const Location& location : locations) {
     auto previous = claimed.find(location.match);
-    const bool duplicate = previous != claimed.end();
-    if (duplicate && (location.owner.empty() || location.owner == previous->second)) {
-      continue;
+    if (previous == claimed.end()) {
+      claimed.emplace(location.match, location.owner);
+      entries.push_back({&location, ""});
+      if (location.kind == Location::Kind::root && root == nullptr) {
+        root = &location;
+      }
+    } else if (!location.owner.empty() && location.owner != previous->second) {
+      entries.push_back({&location, "# location " + location.match + " of " + location.owner +
+                                        ": already routed to " + previous->second});
     }
+  }
+  std::vector<std::string> group_order;
+  std::unordered_map<std::string, std::vector<const Entry*>> groups;
+  for (const Entry& entry : entries) {
+    if (entry.location->kind == Location::Kind::regex) {
+      std::string segment = first_segment(entry.location->path);
+      auto [it, added] = groups.try_emplace(segment);
+      if (added) {
+        group_order.push_back(segment);
+      }
+      it->second.push_back(&entry);
+    }
+  }
+  const std::vector<std::string> fallback =
+      root ? root_fallback_lines(*root) : std::vector<std::string>{"return 404;"};
+
+  bool first = true;
+  auto separate = [&writer, &first] {
     if (!first) {
       writer.blank();
     }
     first = false;
-    if (duplicate) {
-      writer.line("# location " + location.match + " of " + location.owner +
-                  ": already routed to " + previous->second);
-      continue;
+  };
+  auto write_entry = [&writer](const Entry& entry) {
+    if (!entry.comment.empty()) {
+      writer.line(entry.comment);
+      return;
     }
-    claimed.emplace(location.match, location.owner);
-    writer.open("location " + location.match);
-    for (const std::string& line : location.body) {
+    writer.open("location " + entry.location->match);
+    for (const std::string& line : entry.location->body) {
       writer.line(line);
     }
     writer.close();
+  };
+  bool groups_written = false;
+  for (const Entry& entry : entries) {
+    if (entry.location->kind != Location::Kind::regex) {
+      separate();
+      write_entry(entry);
+      continue;
+    }
+    if (groups_written) {
+      continue;
+    }
+    groups_written = true;
+    for (const std::string& segment : group_order) {
+      separate();
+      writer.open("location ^~ " + segment);
+      bool first_in_group = true;
+      for (const Entry* member : groups[segment]) {
+        if (!first_in_group) {
+          writer.blank();
+        }
+        first_in_group = false;
+        write_entry(*member);
+      }
+      writer.blank();
+      writer.line("# no route of " + segment + " matched: as `location /`");
+      for (const std::string& line : fallback) {
+        writer.line(line);
+      }
+      writer.close();
+    }
   }
 }
 

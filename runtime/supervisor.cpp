@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -150,6 +151,7 @@ class Supervisor::Impl {
 
   // Control socket.
   void on_control_connection();
+  void release_free_memory();
   nlohmann::json handle_request(const nlohmann::json& request);
   nlohmann::json ps_json();
 
@@ -906,8 +908,10 @@ void Supervisor::Impl::schedule_restart(Process& process) {
 
 Status Supervisor::Impl::add_timer(EventSource& slot, std::uint64_t delay_us, Process& process) {
   sd_event_source* source = nullptr;
-  int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, delay_us, 1000,
-                                      on_process_timer, &process);
+  // 1 ms of slack lets sd-event coalesce wake-ups; an immediate restart gets none (0 would
+  // mean sd-event's default, 250 ms).
+  int rc = sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, delay_us,
+                                      delay_us == 0 ? 1 : 1000, on_process_timer, &process);
   if (rc < 0) {
     return Error("arming a timer", -rc);
   }
@@ -1055,6 +1059,7 @@ void Supervisor::Impl::check_startup(bool deadline_passed) {
   if (m_options.on_ready) {
     m_options.on_ready(failed);
   }
+  release_free_memory();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1818,6 +1823,14 @@ void Supervisor::Impl::on_control_connection() {
       request->value("target", "").empty()) {
     begin_shutdown("stop requested");
   }
+  answer = nullptr;
+  release_free_memory();
+}
+
+// A start-up, a `ps` answer or a reload leaves free chunks spread over the heap, which glibc
+// gives back only when asked: malloc_trim releases every whole free page, not just the top.
+void Supervisor::Impl::release_free_memory() {
+  ::malloc_trim(0);
 }
 
 nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "images/archive_entries.hpp"
+#include <fmt/format.h>
+
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -44,11 +45,29 @@ std::vector<std::string> worker_env(const Home& home, const images::PluginConfig
   return env;
 }
 
+namespace {
+// A fresh tmpfs in every sandbox (canonical paths: a plugin folder is realpath'd).
+constexpr const char* k_private_tmp[] = {"/tmp", "/var/tmp", "/dev/shm"};
+}  // namespace
+
 std::shared_ptr<const std::vector<std::string>> hidden_plugin_dirs(
     const Home& home, const std::vector<images::PluginConfig>& plugins) {
+  // Plugins in the home, or under a private tmpfs (a dev link in /tmp), are gone from the
+  // sandbox already: one mount less each, per worker start.
+  auto covered = [&home](const std::string& dir) {
+    if (starts_with(dir, home.root + "/")) {
+      return true;
+    }
+    for (const char* tmp : k_private_tmp) {
+      if (starts_with(dir, std::string(tmp) + "/")) {
+        return true;
+      }
+    }
+    return false;
+  };
   std::vector<std::string> dirs;
   for (const auto& plugin : plugins) {
-    if (!starts_with(plugin.dir, home.root + "/")) {
+    if (!covered(plugin.dir)) {
       dirs.push_back(plugin.dir);
     }
   }
@@ -66,7 +85,7 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
   spec.network_none = app.network == "none";
   spec.user = app.user.empty() ? k_default_worker_user : app.user;
   spec.seccomp = app.seccomp != "off";
-  spec.private_tmp = {"/tmp", "/var/tmp", "/dev/shm"};
+  spec.private_tmp.assign(std::begin(k_private_tmp), std::end(k_private_tmp));
   spec.hide.push_back(home.root);
   if (spec.network_none) {
     // Host daemons' unix sockets (databases, D-Bus...) live there: no network means none
@@ -96,7 +115,7 @@ std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plu
     auto content = read_file(file);
     text += file + "\n" + (content ? *content : std::string("-")) + "\n";
   }
-  return images::archive_format::sha256_hex(text);
+  return fmt::format("{:016x}-{}", fnv1a_64(text), text.size());
 }
 
 Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,

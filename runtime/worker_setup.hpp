@@ -24,7 +24,8 @@ std::vector<std::string> worker_env(const Home& home, const images::PluginConfig
                                     const std::string& socket_path, int port);
 
 // The plugin folders a sandbox hides besides the home: those outside it (dev links), which
-// hiding the home does not cover. One list for all apps, shared by their sandboxes.
+// hiding the home does not cover, except under /tmp, /var/tmp and /dev/shm (a private tmpfs
+// covers them). One list for all apps, shared by their sandboxes.
 std::shared_ptr<const std::vector<std::string>> hidden_plugin_dirs(
     const Home& home, const std::vector<images::PluginConfig>& plugins);
 
@@ -35,9 +36,11 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app);
 
-// Changes whenever what makes the plugin's config changes: its folder, its config.ini and its
-// override files (a sha256 of them). A reload restarts the apps of plugins whose fingerprint
-// changed.
+// Changes whenever what makes the plugin's config changes: its folder, its config.ini, its
+// override files and its .files.json (which holds every file's sha256), as a 64-bit FNV-1a of
+// them and their length. A reload restarts the apps of plugins whose fingerprint changed. Not
+// a sha256: the supervisor does not link nettle (run_command.hpp), and a plugin's author gains
+// nothing from a crafted collision that shipping any other change would not give.
 std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin);
 
 // A plugin cannot widen its own sandbox: `user`, `seccomp`, `writable_paths` and

@@ -114,7 +114,11 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-std::vector<std::string> list_dir(const std::string& path) {
+namespace {
+
+// The entries of PATH but "." and "..", sorted; with DIRS_ONLY, only subdirectories (not
+// links to one), told by readdir's d_type without a stat each where the file system gives it.
+std::vector<std::string> read_names(const std::string& path, bool dirs_only) {
   std::vector<std::string> names;
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
   if (!dir) {
@@ -122,12 +126,33 @@ std::vector<std::string> list_dir(const std::string& path) {
   }
   while (auto* entry = ::readdir(dir.get())) {
     std::string name = entry->d_name;
-    if (name != "." && name != "..") {
-      names.push_back(std::move(name));
+    if (name == "." || name == "..") {
+      continue;
     }
+    if (dirs_only) {
+      bool is_dir = entry->d_type == DT_DIR;
+      if (entry->d_type == DT_UNKNOWN) {
+        struct stat st {};
+        is_dir = ::lstat((path + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+      }
+      if (!is_dir) {
+        continue;
+      }
+    }
+    names.push_back(std::move(name));
   }
   std::sort(names.begin(), names.end());
   return names;
+}
+
+}  // namespace
+
+std::vector<std::string> list_dir(const std::string& path) {
+  return read_names(path, false);
+}
+
+std::vector<std::string> list_subdirs(const std::string& path) {
+  return read_names(path, true);
 }
 
 }  // namespace mfserv

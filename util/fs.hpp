@@ -20,5 +20,8 @@ Status make_dirs(const std::string& path, mode_t mode = 0755);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 std::vector<std::string> list_dir(const std::string& path);
+// The subdirectories only (not links to one), sorted: from readdir's d_type, without a stat
+// per entry (a cgroup directory holds dozens of control files).
+std::vector<std::string> list_subdirs(const std::string& path);
 
 }  // namespace mfserv

@@ -139,13 +139,26 @@ std::string format_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f}{}", value, units[unit]);
 }
 
-std::uint32_t fnv1a(std::string_view text) {
-  std::uint32_t hash = 2166136261u;
+namespace {
+
+template <typename Hash>
+Hash fnv1a_of(std::string_view text, Hash offset_basis, Hash prime) {
+  Hash hash = offset_basis;
   for (char c : text) {
     hash ^= static_cast<unsigned char>(c);
-    hash *= 16777619u;
+    hash *= prime;
   }
   return hash;
+}
+
+}  // namespace
+
+std::uint32_t fnv1a(std::string_view text) {
+  return fnv1a_of<std::uint32_t>(text, 2166136261u, 16777619u);
+}
+
+std::uint64_t fnv1a_64(std::string_view text) {
+  return fnv1a_of<std::uint64_t>(text, 14695981039346656037ull, 1099511628211ull);
 }
 
 }  // namespace mfserv

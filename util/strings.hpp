@@ -23,5 +23,7 @@ std::optional<bool> parse_bool(std::string_view text);
 std::string format_bytes(std::uint64_t bytes);
 // FNV-1a, 32 bits: short stable names (instances, upstreams, fragment copies), not security.
 std::uint32_t fnv1a(std::string_view text);
+// FNV-1a, 64 bits: change detection (reload), where a chance collision is negligible.
+std::uint64_t fnv1a_64(std::string_view text);
 
 }  // namespace mfserv

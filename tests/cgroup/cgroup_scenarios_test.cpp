@@ -9,6 +9,7 @@
 //   MFSERV_TEST_EXPECT_CONTROLLERS   controllers usable below the base, "memory pids cpu"
 //   MFSERV_TEST_EXPECT_DELEGATED     1: the base must be a delegated cgroup
 #include <fcntl.h>
+#include <libcgroup.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -430,6 +431,25 @@ TEST_CASE_METHOD(CgroupFixture, "a limit that cannot be applied is an error", "[
       CHECK_FALSE(without_pids->check().missing.empty());
     }
   }
+}
+
+// libcgroup reads the mount table in a short-lived child: its tables (~800 KiB once filled)
+// never stay in the process that asked, the supervisor.
+TEST_CASE_METHOD(CgroupFixture, "detection leaves libcgroup's tables unfilled in the caller",
+                 "[cgroup]") {
+  if (!ready()) {
+    return;
+  }
+  char* mount = nullptr;
+  CHECK(cgroup_get_subsys_mount_point("memory", &mount) == ECGROUPNOTINITIALIZED);
+  CHECK(mount == nullptr);
+  // Creation goes through the kernel interface and still reaches every hierarchy.
+  REQUIRE_OK(cg().create(rel("made/deep"), CgroupLimits{}));
+  for (const auto& dir : kdirs(rel("made/deep"))) {
+    INFO(dir);
+    CHECK(is_directory(dir));
+  }
+  CHECK(kdirs(rel("made/deep")).size() == (v2() ? 1u : 4u));
 }
 
 TEST_CASE_METHOD(CgroupFixture, "a child joins its leaf between fork and exec", "[cgroup]") {

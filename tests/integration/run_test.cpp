@@ -227,6 +227,44 @@ TEST_CASE("stop leaves no process, socket or cgroup behind", "[integration][root
   CHECK(home.stop().exit_code == 3);  // nothing runs any more
 }
 
+// `run` execs mfserv-supervisor, which maps none of the CLI's libraries; user lookups and
+// libcgroup's mount table happen in short-lived children, so no NSS module stays loaded.
+TEST_CASE("the supervisor maps only what it uses", "[integration][root][run]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("plain", testapp_plugin(2));
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  int pid = home.ps()["service"]["pid"].get<int>();
+  std::string proc = "/proc/" + std::to_string(pid);
+  CHECK(fs::read_symlink(proc + "/exe").filename() == "mfserv-supervisor");
+  std::string maps = read_text(proc + "/maps");
+  for (const char* library : {"libarchive", "libnettle", "libxml2", "libicu", "libnss_"}) {
+    INFO(library);
+    CHECK(maps.find(library) == std::string::npos);
+  }
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("run without mfserv-supervisor beside mfserv says what is missing",
+          "[integration][run]") {
+  TempHome home;
+  fs::create_directories(home.path());
+  std::string copy = home.path() + "/lonely-mfserv";
+  fs::copy_file(MFSERV_BINARY, copy);
+  fs::permissions(copy, fs::perms::owner_all);
+  auto result = run_command({copy, home.home_arg(), "run"});
+  CHECK(result.exit_code == 1);
+  CHECK(result.err.find("cannot run " + home.path() + "/mfserv-supervisor: No such file") !=
+        std::string::npos);
+  CHECK(result.err.find("built beside mfserv") != std::string::npos);
+  CHECK_FALSE(fs::exists(home.path() + "/run/control.sock"));
+}
+
 TEST_CASE("a broken plugin is reported with file, line and key while the good one serves",
           "[integration][root][config]") {
   if (!require_root()) {

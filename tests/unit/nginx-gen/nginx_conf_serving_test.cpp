@@ -14,6 +14,7 @@
 #include "nginx-gen/nginx_conf.hpp"
 #include "nginx_test_support.hpp"
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 
 using mfserv::nginx::AppRoute;
 using mfserv::nginx::FrontConfig;
@@ -161,6 +162,128 @@ TEST_CASE("C13: static files are served for every app prefix and static prefix",
       }
     }
   }
+}
+
+// Regexes are nested by first path segment (write_locations): every URI must still reach
+// what one flat list of MFSERV regexes would pick, the longest route that is the URI or one
+// of its parents, else `location /`. Which app answered is read back from the access log.
+TEST_CASE("routes nested by first segment pick the longest matching route", "[nginx-gen][nginx]") {
+  const std::string nginx = testing::nginx_or_skip();
+  if (nginx.empty()) {
+    return;
+  }
+  testing::TempDir tmp;
+  const int port = testing::free_port();
+  FrontConfig front = test_front(tmp.path(), port);
+  auto app_of = [&tmp](const char* plugin, const char* app) {
+    AppRoute route = testing::golden_app(tmp.path(), plugin, app, 1);
+    route.static_routing = false;
+    return route;
+  };
+  AppRoute site = app_of("site", "main");
+  site.prefix_routing = false;
+  site.extra_routes = {"/"};
+  AppRoute foo = app_of("foo", "main");
+  foo.plugin_prefix = true;
+  foo.extra_routes = {"/api/v1.0"};
+  AppRoute foobar = app_of("foobar", "main");
+  foobar.plugin_prefix = true;
+  AppRoute api = app_of("foo", "api");
+  api.extra_routes = {"/api/v1.0/admin", "/foo/api/v2"};
+  // The routes above, as a flat list: literal path -> app.
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"/foo", "foo/main"},           {"/foo/main", "foo/main"},       {"/api/v1.0", "foo/main"},
+      {"/foobar", "foobar/main"},     {"/foobar/main", "foobar/main"}, {"/foo/api", "foo/api"},
+      {"/api/v1.0/admin", "foo/api"}, {"/foo/api/v2", "foo/api"}};
+  auto expected = [&routes](const std::string& uri, const std::string& root) {
+    std::string best;
+    std::string owner = root;
+    for (const auto& [route, app] : routes) {
+      bool matches = uri == route || uri.rfind(route + "/", 0) == 0;
+      if (matches && route.size() > best.size()) {
+        best = route;
+        owner = app;
+      }
+    }
+    return owner;
+  };
+  REQUIRE(mfserv::make_dirs(tmp.path() + "/run/foo").ok());
+  REQUIRE(mfserv::make_dirs(tmp.path() + "/run/foobar").ok());
+  REQUIRE(mfserv::make_dirs(tmp.path() + "/run/site").ok());
+  testing::UnixHttpApp site_worker(site.sockets.at(0));
+  testing::UnixHttpApp foo_worker(foo.sockets.at(0));
+  testing::UnixHttpApp foobar_worker(foobar.sockets.at(0));
+  testing::UnixHttpApp api_worker(api.sockets.at(0));
+  const std::vector<std::string> uris = {"/",
+                                         "/x",
+                                         "/foo",
+                                         "/foo/",
+                                         "/foo/x",
+                                         "/foox",
+                                         "/fo",
+                                         "/foo/main",
+                                         "/foo/mainx",
+                                         "/foo/main/y",
+                                         "/foobar",
+                                         "/foobar/z",
+                                         "/foobarz",
+                                         "/foobar/main/q",
+                                         "/foo/api",
+                                         "/foo/api/v2",
+                                         "/foo/api/v2x",
+                                         "/foo/api/v2/k",
+                                         "/foo/apix",
+                                         "/api",
+                                         "/api/v1.0",
+                                         "/api/v1.0/",
+                                         "/api/v1x0",
+                                         "/api/v1.0x",
+                                         "/api/v1.0/admin",
+                                         "/api/v1.0/admin/q",
+                                         "/api/v1.0/adminx",
+                                         "/zzz/foo",
+                                         "/foo//main/y"};
+
+  for (bool with_root : {true, false}) {
+    INFO("an app at /: " << with_root);
+    std::vector<AppRoute> apps = {foo, foobar, api};
+    if (with_root) {
+      apps.push_back(site);
+    }
+    write_conf(render(front, apps), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    for (const std::string& uri : uris) {
+      INFO(uri);
+      auto response = testing::http_get(port, uri);
+      auto log = mfserv::read_file(front.access_log);
+      REQUIRE(log.ok());
+      auto last = log->substr(log->rfind('\n', log->size() - 2) + 1);
+      auto entry = nlohmann::json::parse(last);
+      CHECK(entry["request_uri"] == uri);
+      std::string owner =
+          expected(mfserv::replace_all(uri, "//", "/"), with_root ? "site/main" : "");
+      if (owner.empty()) {
+        CHECK(response.status == 404);
+        CHECK(entry["plugin"] == "");
+      } else {
+        CHECK(response.status == 200);
+        CHECK(entry["plugin"].get<std::string>() + "/" + entry["app"].get<std::string>() == owner);
+      }
+    }
+  }
+
+  // A static site at "/": a URI that only starts like a group ("/foox.css" under "/foo") is
+  // its file, as `location /` (an alias there) would serve it.
+  AppRoute files = testing::golden_app(tmp.path(), "site", "main", 0);
+  files.prefix_routing = false;
+  files.extra_routes = {"/"};
+  files.static_url_prefix = "";
+  testing::write_text(files.static_dir + "/foox.css", "foox\n");
+  testing::write_text(files.static_dir + "/foo/inner.css", "inner\n");
+  write_conf(render(front, {foo, files}), tmp.path());
+  testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+  CHECK(testing::http_get(port, "/foox.css").body == "foox\n");
+  CHECK(testing::http_get(port, "/foo/inner.css").body.find("app GET /foo/inner.css") == 0);
 }
 
 TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen][nginx]") {

@@ -1,0 +1,46 @@
+#include "cli/common.hpp"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+namespace mfserv::cli {
+
+void print_error(const std::string& message) {
+  fmt::print(stderr, "mfserv: {}\n", message);
+}
+
+std::optional<runtime::Home> open_home(const std::string& home_option) {
+  auto home = runtime::resolve_home(home_option);
+  if (!home) {
+    print_error(home.error().describe());
+    return std::nullopt;
+  }
+  return *home;
+}
+
+std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& home, int port) {
+  auto settings = runtime::load_settings(home);
+  if (!settings) {
+    print_error(settings.error().describe());
+    return std::nullopt;
+  }
+  if (port > 0) {
+    settings->port = port;  // --port overrides HOME/config/mfserv.ini
+  }
+  return *settings;
+}
+
+std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {
+  auto report = images::load_plugins(home.plugins_dir(), home.load_options());
+  for (const auto& diagnostic : report.diagnostics) {
+    bool error = diagnostic.severity == images::Diagnostic::Severity::Error;
+    fmt::print(stderr, "mfserv: {}: {}\n", error ? "error" : "warning", diagnostic.describe());
+  }
+  if (report.has_errors()) {
+    fmt::print(stderr, "mfserv: plugins with errors are skipped; the others run\n");
+  }
+  return std::move(report.plugins);
+}
+
+}  // namespace mfserv::cli

@@ -1,0 +1,24 @@
+// What every command of both executables (`mfserv` and `mfserv-supervisor`) shares: printing
+// an error the one way, opening the home, loading the plugins with their diagnostics.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "images/plugin.hpp"
+#include "runtime/home.hpp"
+#include "runtime/settings.hpp"
+
+namespace mfserv::cli {
+
+// "mfserv: MESSAGE" on stderr.
+void print_error(const std::string& message);
+// The home --home (or $MFSERV_HOME, or the default) names; nullopt (printed) when invalid.
+std::optional<runtime::Home> open_home(const std::string& home_option);
+// HOME/config/mfserv.ini, PORT > 0 overriding its port; nullopt (printed) when invalid.
+std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& home, int port);
+// Prints every diagnostic; returns the plugins that loaded.
+std::vector<images::PluginConfig> load_and_report(const runtime::Home& home);
+
+}  // namespace mfserv::cli

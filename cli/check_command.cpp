@@ -33,6 +33,7 @@
 
 #include "isolation/cgroup.hpp"
 #include "nginx-gen/nginx_control.hpp"
+#include "runtime/control.hpp"
 #include "runtime/front.hpp"
 #include "runtime/home.hpp"
 #include "runtime/settings.hpp"
@@ -563,6 +564,12 @@ int cmd_check(const Globals& globals, int port) {
   if (port > 0) {
     settings.port = port;
     port_source = "--port";
+  } else if (home && runtime::home_is_locked(*home)) {
+    // `run --port` may have put the running instance elsewhere than mfserv.ini says.
+    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
+      settings.port = (*answer)["service"].value("port", settings.port);
+      port_source = "the running mfserv";
+    }
   } else if (home && path_exists(settings_file)) {
     port_source = settings_file;
   }

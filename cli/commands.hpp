@@ -13,6 +13,13 @@ constexpr int k_exit_usage = 2;        // bad command line
 constexpr int k_exit_not_running = 3;  // no supervisor runs for this home
 constexpr int k_exit_apps_failed = 4;  // run --detach: some apps could not start
 
+// CLI11 check for --home: an empty value (`--home ""`, an unset variable) would silently mean
+// the default home, someone else's instance perhaps.
+inline std::string non_empty_home(const std::string& value) {
+  return value.empty() ? "empty: give the instance folder, or leave --home out for the default"
+                       : "";
+}
+
 struct Globals {
   std::string home;
   bool json = false;

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
       "3 no mfserv running for this home, 4 `run --detach`: some apps failed to start.");
   Globals globals;
   app.add_option("--home", globals.home,
-                 "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root)");
+                 "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root)")
+      ->check(non_empty_home);
 
   int port = 0;  // 0: HOME/config/mfserv.ini, else 18868
   bool detach = false;

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   std::string home;
   int port = 0;
   bool detach = false;
-  app.add_option("--home", home, "instance folder");
+  app.add_option("--home", home, "instance folder")->check(non_empty_home);
   app.add_option("--port", port, "nginx port")->check(CLI::Range(1, 65535));
   app.add_flag("--detach", detach, "return once every app is ready");
   try {

@@ -150,6 +150,28 @@ TEST_CASE("check reports this host's cgroups, namespaces, seccomp, nginx and por
   CHECK(from_settings["missing"].size() == 1);
 }
 
+// Without --port, check used to probe mfserv.ini's port even when `run --port` had put the
+// running instance elsewhere.
+TEST_CASE("check without --port probes the port the running instance uses",
+          "[integration][root][check]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("plain", testapp_plugin(1));
+  int port = free_port();
+  auto started = home.start(port);
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  auto result = run_mfserv({home.home_arg(), "check", "--json"});
+  json report = parse(result);
+  INFO(report.dump(2));
+  CHECK(report["port"]["port"] == port);
+  CHECK(report["port"]["source"] == "the running mfserv");
+  CHECK(report["port"]["how"] == "in use by this home's running mfserv");
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("C18: check names CAP_NET_BIND_SERVICE and the fix for port 80 as a non-root user",
           "[integration][root][check][c18]") {
   if (!require_root()) {

@@ -302,6 +302,17 @@ TEST_CASE("an unknown command is named and not taken for a missing one", "[integ
   CHECK(run_mfserv({}).err.find("A subcommand is required") != std::string::npos);
 }
 
+// `--home "$UNSET"` used to mean the default home: another instance's, perhaps.
+TEST_CASE("an empty --home is refused, not taken for the default", "[integration][cli]") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--home", "", "ps"}, {"--home", "", "status"}, {"--home", "", "run", "--detach"}}) {
+    auto result = run_mfserv(args, {{"MFSERV_HOME", "/nonexistent/mfserv-home"}});
+    INFO(args.back() << ": " << result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find("--home: empty: give the instance folder") != std::string::npos);
+  }
+}
+
 TEST_CASE("start-up problems are clear errors before anything starts",
           "[integration][root][errors]") {
   if (!require_root()) {

@@ -360,7 +360,7 @@ int try_bind(int port) {
 }
 
 void probe_port(int port, const std::string& source, const std::string& settings_file,
-                const runtime::Home* home, const NginxFacts& nginx, Findings& findings) {
+                int running_port, const NginxFacts& nginx, Findings& findings) {
   int start = k_default_unprivileged_port_start;
   if (auto text = read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")) {
     start = static_cast<int>(parse_int(trim(*text)).value_or(start));
@@ -398,7 +398,7 @@ void probe_port(int port, const std::string& source, const std::string& settings
           port, nginx_path, other_port);
     }
   } else if (error == EADDRINUSE) {
-    if (home != nullptr && runtime::home_is_locked(*home)) {
+    if (port == running_port) {
       how = "in use by this home's running mfserv";
     } else {
       problem = fmt::format("port {} is already in use by another program: stop it or {}", port,
@@ -560,16 +560,21 @@ int cmd_check(const Globals& globals, int port) {
       settings = *loaded;
     }
   }
+  // The port this home's running instance serves on, if one runs: its own, not another's.
+  int running_port = 0;
+  if (home && runtime::home_is_locked(*home)) {
+    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
+      running_port = (*answer)["service"].value("port", 0);
+    }
+  }
   std::string port_source = "default";
   if (port > 0) {
     settings.port = port;
     port_source = "--port";
-  } else if (home && runtime::home_is_locked(*home)) {
+  } else if (running_port > 0) {
     // `run --port` may have put the running instance elsewhere than mfserv.ini says.
-    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
-      settings.port = (*answer)["service"].value("port", settings.port);
-      port_source = "the running mfserv";
-    }
+    settings.port = running_port;
+    port_source = "the running mfserv";
   } else if (home && path_exists(settings_file)) {
     port_source = settings_file;
   }
@@ -581,7 +586,7 @@ int cmd_check(const Globals& globals, int port) {
   probe_seccomp(findings);
   NginxFacts nginx = probe_nginx(settings, findings);
   probe_worker_user(findings);
-  probe_port(settings.port, port_source, settings_file, home ? &*home : nullptr, nginx, findings);
+  probe_port(settings.port, port_source, settings_file, running_port, nginx, findings);
 
   if (globals.json) {
     json out = findings.facts;

@@ -248,6 +248,14 @@ int cmd_ps(const Globals& globals) {
   if ((*answer)["nginx"].is_object()) {
     print_row((*answer)["nginx"]);
   }
+  // Why a worker cannot start does not fit a column: one line each, under the table.
+  for (const auto& row : (*answer)["processes"]) {
+    std::string error = row.value("error", std::string());
+    if (!error.empty()) {
+      fmt::print("{}/{} worker {}: {}\n", row["plugin"].get<std::string>(),
+                 row["app"].get<std::string>(), row["worker"].get<int>(), error);
+    }
+  }
   return k_exit_ok;
 }
 

@@ -274,6 +274,11 @@ Status check_plugin_name(std::string_view name) {
     return Error("invalid plugin name " + quote_value(name) +
                  ": names may only contain letters, digits, '_' and '-'");
   }
+  if (starts_with(name, "-")) {
+    return Error("invalid plugin name " + quote_value(name) +
+                 ": a name must not start with '-' (`mfserv restart " + std::string(name) +
+                 "` would read it as an option)");
+  }
   if (starts_with(name, "plugin_") || starts_with(name, "__")) {
     return Error("invalid plugin name " + quote_value(name) +
                  ": a name must not start with 'plugin_' or '__'");

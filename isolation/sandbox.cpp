@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -259,20 +260,29 @@ struct Account {
 // NSS source, and a module it loads (nss_systemd, ldap...) would stay in the supervisor for good.
 Result<Account> resolve_account(const std::string& user) {
   auto answer = call_in_child([&user]() -> Result<std::string> {
+    // A name, or a uid (the config accepts both); either must be in the user database.
     struct passwd* pw = ::getpwnam(user.c_str());
+    auto uid = parse_int(user);
+    if (!pw && uid && *uid >= 0 && *uid <= static_cast<long long>(UINT32_MAX - 1)) {
+      pw = ::getpwuid(static_cast<uid_t>(*uid));
+    }
     if (!pw) {
       return Error("user '" + user +
                    "' does not exist on this host: create it (scripts/install-deps creates "
-                   "'mfserv') or set another `user` in the plugin's config.ini");
+                   "'mfserv'), or set another `user` in the app's override file "
+                   "(HOME/config/plugins/PLUGIN.ini or /etc/mfserv/plugins/PLUGIN.ini)");
     }
+    const std::string name = pw->pw_name;
     int count = 64;
     std::vector<gid_t> groups(static_cast<size_t>(count));
-    if (::getgrouplist(user.c_str(), pw->pw_gid, groups.data(), &count) < 0) {
+    const gid_t primary = pw->pw_gid;
+    const uid_t found_uid = pw->pw_uid;
+    if (::getgrouplist(name.c_str(), primary, groups.data(), &count) < 0) {
       groups.resize(static_cast<size_t>(count));
-      ::getgrouplist(user.c_str(), pw->pw_gid, groups.data(), &count);
+      ::getgrouplist(name.c_str(), primary, groups.data(), &count);
     }
     groups.resize(static_cast<size_t>(count));
-    std::string text = std::to_string(pw->pw_uid) + " " + std::to_string(pw->pw_gid);
+    std::string text = std::to_string(found_uid) + " " + std::to_string(primary);
     for (gid_t gid : groups) {
       text += " " + std::to_string(gid);
     }

@@ -314,8 +314,10 @@ std::vector<std::string> root_fallback_lines(const Location& root) {
 // nginx CPU per request, more than the rest of the proxying). The same location wins as in
 // one flat list: a group's regexes keep their order, no regex can match a URI of another
 // first segment, and a URI of the group that none matches (or that only starts like the
-// segment, "/SEGMENTxyz") gets what `location /` would give it, repeated as the group's own
-// content (`^~` keeps nginx from trying other regexes).
+// segment, "/SEGMENTxyz") gets what `location /` would give it, repeated in a catch-all regex
+// tried last (`^~` keeps nginx from trying other regexes). Not as the group's own content:
+// nested locations inherit it (add_header, proxy_set_header, client_max_body_size of the
+// root app's fragment would reach every route of the group).
 void write_locations(ConfWriter& writer, std::vector<Location> locations) {
   std::stable_sort(locations.begin(), locations.end(), [](const Location& a, const Location& b) {
     if (a.kind != b.kind) {
@@ -401,9 +403,11 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
       }
       writer.blank();
       writer.line("# no route of " + segment + " matched: as `location /`");
+      writer.open("location ~ ^/");
       for (const std::string& line : fallback) {
         writer.line(line);
       }
+      writer.close();
       writer.close();
     }
   }

@@ -104,9 +104,10 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
     if (row["state"] == "running") {
       ++up;
     } else if (!row.value("held", false)) {
-      problems[label] = fmt::format("worker {} is {}{}", row["worker"].get<int>(),
-                                    row["state"].get<std::string>(),
-                                    row.value("crash_loop", false) ? " (crash loop)" : "");
+      std::string error = row.value("error", std::string());
+      problems[label] = fmt::format(
+          "worker {} is {}{}{}", row["worker"].get<int>(), row["state"].get<std::string>(),
+          row.value("crash_loop", false) ? " (crash loop)" : "", error.empty() ? "" : ": " + error);
     }
     if (row.value("crash_loop", false)) {
       problems[label] = fmt::format("worker {} crash-loops (last exit: {})",

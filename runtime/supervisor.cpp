@@ -288,6 +288,12 @@ Status Supervisor::Impl::prepare_steps() {
   }
   m_log.info("cgroups: " + m_cgroups->describe() + ", subtree " +
              m_cgroups->display_path(home.cgroup_root()));
+  if (isolation::sandbox_init_path().empty()) {
+    m_log.warn(
+        "mfserv-init is not beside this executable: each sandbox's PID 1 stays a copy of the "
+        "supervisor instead of that small static helper (more memory per worker); install "
+        "mfserv-init beside mfserv-supervisor (scripts/build puts them together)");
+  }
 
   // A supervisor killed with -9 leaves its cgroups (and maybe processes): the home lock says
   // no supervisor owns them now, so they are stopped and removed before anything starts.

@@ -169,6 +169,23 @@ TEST_CASE("check without --port probes the port the running instance uses",
   CHECK(report["port"]["port"] == port);
   CHECK(report["port"]["source"] == "the running mfserv");
   CHECK(report["port"]["how"] == "in use by this home's running mfserv");
+  // Another port held by another program is not this home's, running or not.
+  int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(holder, 1) == 0);
+  socklen_t length = sizeof addr;
+  REQUIRE(::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &length) == 0);
+  const int other = ntohs(addr.sin_port);
+  auto taken = run_mfserv({home.home_arg(), "check", "--json", "--port", std::to_string(other)});
+  ::close(holder);
+  json other_report = parse(taken);
+  CHECK(taken.exit_code == 1);
+  CHECK(other_report["port"]["bindable"] == false);
+  CHECK_THAT(other_report["port"]["error"].get<std::string>(),
+             Catch::Contains("already in use by another program"));
   CHECK(home.stop().exit_code == 0);
 }
 

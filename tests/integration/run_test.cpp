@@ -302,6 +302,33 @@ TEST_CASE("an unknown command is named and not taken for a missing one", "[integ
   CHECK(run_mfserv({}).err.find("A subcommand is required") != std::string::npos);
 }
 
+// Without mfserv-init beside it the supervisor still isolates each app, but its PID 1 is a
+// copy of the supervisor: said in the log, not silent.
+TEST_CASE("run without mfserv-init beside it warns in the log", "[integration][root][run]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("plain", testapp_plugin(1));
+  std::string bin = home.path() + "-bin";
+  fs::create_directories(bin);
+  std::string cli_dir = fs::path(MFSERV_BINARY).parent_path();
+  for (const char* name : {"mfserv", "mfserv-supervisor"}) {
+    fs::copy_file(cli_dir + "/" + name, bin + "/" + name);
+    fs::permissions(bin + "/" + name, fs::perms::owner_all);
+  }
+  int port = free_port();
+  auto started = run_command(
+      {bin + "/mfserv", home.home_arg(), "run", "--detach", "--port", std::to_string(port)});
+  INFO(started.err);
+  CHECK(started.exit_code == 0);
+  CHECK(http_get(port, "/plain/main/").status == 200);
+  CHECK(read_text(home.path() + "/log/mfserv.log")
+            .find("mfserv-init is not beside this executable") != std::string::npos);
+  CHECK(run_command({bin + "/mfserv", home.home_arg(), "stop"}).exit_code == 0);
+  fs::remove_all(bin);
+}
+
 // `--home "$UNSET"` used to mean the default home: another instance's, perhaps.
 TEST_CASE("an empty --home is refused, not taken for the default", "[integration][cli]") {
   for (const auto& args : std::vector<std::vector<std::string>>{

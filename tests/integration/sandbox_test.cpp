@@ -1,5 +1,6 @@
 // Isolation seen from inside real workers and `mfserv exec`: namespaces, read-only host,
 // private /tmp, the unprivileged user, no capabilities, no_new_privs, seccomp.
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -175,6 +176,10 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   home.add_plugin("nowhere", probe_plugin());
   home.add_plugin("nobody_here", probe_plugin());
   home.add_plugin("greedy", probe_plugin());
+  home.add_plugin("numeric", probe_plugin());
+  // A uid is accepted by the config check: it must be accepted at start too.
+  const bool has_65534 = ::getpwuid(65534) != nullptr;
+  write_text(home.path() + "/config/plugins/numeric.ini", "[app_main]\nuser = 65534\n");
   write_text(home.path() + "/config/plugins/nowhere.ini",
              "[app_main]\nwritable_paths = /nonexistent/mfserv-data\n");
   write_text(home.path() + "/config/plugins/nobody_here.ini",
@@ -188,6 +193,17 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   CHECK(started.exit_code == 4);  // some apps failed to start
   CHECK(started.err.find("/nonexistent/mfserv-data") != std::string::npos);
   CHECK(started.err.find("no-such-user-mfserv") != std::string::npos);
+  // The fix is an administrator's: config.ini may not set `user`.
+  CHECK(started.err.find("set another `user` in the app's override file "
+                         "(HOME/config/plugins/PLUGIN.ini") != std::string::npos);
+  if (has_65534) {
+    CHECK(started.err.find("'65534'") == std::string::npos);
+    for (const auto& row : home.ps()["processes"]) {
+      if (row["plugin"] == "numeric") {
+        CHECK(row["error"] == "");
+      }
+    }
+  }
   CHECK(started.err.find("sets user, seccomp, writable_paths in [app_main]: a plugin cannot "
                          "widen its own sandbox") != std::string::npos);
   CHECK(processes_mentioning(home.path() + "/run/sockets/app_greedy_main").empty());
@@ -196,6 +212,13 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   CHECK(processes_mentioning(home.path() + "/run/sockets/app_nobody_here_main").empty());
   CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(http_get(port, "/nowhere/main/").status == 502);
+  // ps and status in text say why, not only --json and the log.
+  auto ps = run_mfserv({home.home_arg(), "ps"});
+  CHECK(ps.out.find("nobody_here/main worker 1: ") != std::string::npos);
+  CHECK(ps.out.find("user 'no-such-user-mfserv' does not exist") != std::string::npos);
+  auto status = run_mfserv({home.home_arg(), "status"});
+  INFO(status.out);
+  CHECK(status.out.find("user 'no-such-user-mfserv' does not exist") != std::string::npos);
   CHECK(home.stop().exit_code == 0);
 }
 

@@ -109,10 +109,14 @@ TEST_CASE("values: users, versions and plugin names", "[images][values]") {
   CHECK_FALSE(is_version_string(""));
 
   CHECK(check_plugin_name("foo-bar_1").ok());
-  for (const char* bad : {"", "plugin_x", "__x", "base", "config", "a;b", "../x", "a b", "a/b"}) {
+  for (const char* bad :
+       {"", "plugin_x", "__x", "base", "config", "a;b", "../x", "a b", "a/b", "-x", "--home"}) {
     CAPTURE(bad);
     CHECK_FALSE(check_plugin_name(bad).ok());
   }
+  CHECK(check_plugin_name("-x").error().message().find("must not start with '-'") !=
+        std::string::npos);
+  CHECK(check_plugin_name("x-").ok());
 }
 
 TEST_CASE("values: quote_value keeps messages on one short line", "[images][values]") {

@@ -183,6 +183,11 @@ TEST_CASE("routes nested by first segment pick the longest matching route", "[ng
   AppRoute site = app_of("site", "main");
   site.prefix_routing = false;
   site.extra_routes = {"/"};
+  // The root app's fragment applies to what falls through to "/" only, never to the routes
+  // nested beside that fallback.
+  site.extra_conf_path = tmp.path() + "/site-extra.conf";
+  testing::write_text(site.extra_conf_path,
+                      "add_header X-Root-Fragment yes always;\nclient_max_body_size 10;\n");
   AppRoute foo = app_of("foo", "main");
   foo.plugin_prefix = true;
   foo.extra_routes = {"/api/v1.0"};
@@ -268,6 +273,7 @@ TEST_CASE("routes nested by first segment pick the longest matching route", "[ng
       } else {
         CHECK(response.status == 200);
         CHECK(entry["plugin"].get<std::string>() + "/" + entry["app"].get<std::string>() == owner);
+        CHECK((response.header("X-Root-Fragment") == "yes") == (owner == "site/main"));
       }
     }
   }

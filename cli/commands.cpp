@@ -18,6 +18,7 @@
 #include "cli/common.hpp"
 #include "images/plugin.hpp"
 #include "images/store.hpp"
+#include "isolation/cgroup.hpp"
 #include "nginx-gen/nginx_conf.hpp"
 #include "runtime/control.hpp"
 #include "runtime/exec.hpp"
@@ -26,6 +27,7 @@
 #include "runtime/settings.hpp"
 #include "runtime/status.hpp"
 #include "runtime/supervisor.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace mfserv::cli {
@@ -98,14 +100,49 @@ int cmd_run(const Globals& globals, int port, bool detach) {
   return k_exit_error;
 }
 
+// No supervisor holds HOME. One killed with -9 leaves nginx and the workers serving in its
+// cgroups: stop them now rather than at the next `run` only.
+int stop_leftovers(const runtime::Home& home) {
+  auto not_running = [&home] {
+    print_error("no mfserv is running for home " + home.root);
+    return k_exit_not_running;
+  };
+  if (!is_directory(home.root)) {
+    return not_running();
+  }
+  auto cgroups = isolation::detect_cgroups();
+  if (!cgroups) {
+    return not_running();
+  }
+  const std::string root = home.cgroup_root();
+  auto left = (*cgroups)->pids(root);
+  if (left.empty()) {
+    return not_running();
+  }
+  auto lock = runtime::lock_home(home);  // no `run` may start while they are stopped
+  if (!lock) {
+    print_error(lock.error().describe());
+    return k_exit_error;
+  }
+  if (auto st = (*cgroups)->kill_all(root, 5000); !st) {
+    print_error(st.error().with_context("stopping what an earlier run left").describe());
+    return k_exit_error;
+  }
+  (void)(*cgroups)->remove(root);
+  fmt::print(
+      "mfserv was not running (its supervisor was killed): stopped the {} processes it left "
+      "in {}\n",
+      left.size(), (*cgroups)->display_path(root));
+  return k_exit_ok;
+}
+
 int cmd_stop(const Globals& globals) {
   auto home = open_home(globals);
   if (!home) {
     return k_exit_error;
   }
   if (!runtime::home_is_locked(*home)) {
-    print_error("no mfserv is running for home " + home->root);
-    return k_exit_not_running;
+    return stop_leftovers(*home);
   }
   auto answer = runtime::control_call(*home, {{"cmd", "stop"}});
   if (!answer) {

@@ -623,6 +623,40 @@ TEST_CASE("after kill -9 of the supervisor, run again cleans up and starts fresh
   CHECK(home.stop().exit_code == 0);
 }
 
+// The same leftovers, stopped by `stop` instead of waiting for the next `run` (it used to
+// answer "no mfserv is running" while nginx and the workers went on serving).
+TEST_CASE("after kill -9 of the supervisor: stop stops what it left",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto ps = home.ps();
+  int supervisor = ps["service"]["pid"];
+  auto old_workers = worker_pids(home, "alpha");
+  int old_nginx = ps["nginx"]["pid"];
+  REQUIRE(::kill(supervisor, SIGKILL) == 0);
+  REQUIRE(wait_until([&] { return !alive(supervisor); }, 5s));
+  CHECK(http_get(port, "/alpha/main/").status == 200);  // orphans still serving
+  auto stopped = home.stop();
+  INFO(stopped.out << stopped.err);
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.out.find("mfserv was not running (its supervisor was killed): stopped the ") == 0);
+  CHECK(stopped.out.find("processes it left in ") != std::string::npos);
+  for (int pid : old_workers) {
+    CHECK(wait_until([&] { return !alive(pid); }, 5s));
+  }
+  CHECK(wait_until([&] { return !alive(old_nginx); }, 5s));
+  CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
+  CHECK(home.stop().exit_code == 3);  // nothing left
+  REQUIRE(home.start(port).exit_code == 0);
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("a reload with a broken config keeps that plugin running and says so",
           "[integration][root][supervision][reload]") {
   if (!require_root()) {

@@ -216,6 +216,23 @@ def children_of(pid):
     return found
 
 
+def descendants_of(pid):
+    found = []
+    for child in children_of(pid):
+        found += [child] + descendants_of(child)
+    return found
+
+
+def ticks_of(pids):
+    total = 0
+    for pid in pids:
+        try:
+            total += cpu_ticks(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def kill_pids(pids):
     for pid in pids:
         try:
@@ -367,7 +384,9 @@ def run_wrk(url, seconds, threads, connections):
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    requests = re.search(r"(\d+) requests in", out)
     return {
+        "requests": int(requests.group(1)) if requests else 0,
         "rps": float(rps.group(1)) if rps else 0.0,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "errors": errors.group(1).strip() if errors else "",
@@ -637,11 +656,23 @@ http {{
                 raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url}")
             run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
         self.results["load_wrk"] = loadavg()
+        # CPU per request, besides throughput: the two cores are shared with wrk and anything
+        # else running, so req/s moves by 10% between runs; the CPU each request costs nginx
+        # and the app's processes barely does.
+        masters = {"mfserv": self.ps()["nginx"]["pid"], **self.hand_nginx_pid}
+        app_pids = [p for row in self.ps()["processes"] if row["plugin"] == self.plugins[0]
+                    for p in [row["pid"]] + descendants_of(row["pid"])]
         runs = {name: [] for name in urls}
         for round_ in range(self.args.wrk_rounds):
             for name in urls:
+                nginx_pids = children_of(masters[name])
+                before = (ticks_of(nginx_pids), ticks_of(app_pids))
                 w = run_wrk(urls[name], self.args.wrk_seconds, self.args.wrk_threads,
                             self.args.wrk_connections)
+                after = (ticks_of(nginx_pids), ticks_of(app_pids))
+                per_request = 1e6 / CLK_TCK / max(w["requests"], 1)
+                w["nginx_us"] = (after[0] - before[0]) * per_request
+                w["app_us"] = (after[1] - before[1]) * per_request
                 runs[name].append(w)
                 log(f"throughput round {round_ + 1}: {name:6} {w['rps']:9.1f} req/s "
                     f"non-2xx {w['non2xx']} socket errors [{w['errors'] or 'none'}]")
@@ -913,6 +944,15 @@ http {{
                   f"{yes_no(tr is not None and tr >= 0.98)}")
             print(f"{'ratio mfserv/headers':<24} {num(th, 3, ''):>16}   (same upstream headers as "
                   "mfserv: X-Forwarded-*, X-Request-Id, HTTP/1.1)")
+            cpu = {name: (median([w["nginx_us"] for w in runs]),
+                          median([w["app_us"] for w in runs])) for name, runs in tp.items()}
+            print(f"CPU per request (median of rounds, us): nginx workers + the app's processes")
+            for name in ("mfserv", "hand", "headers"):
+                print(f"  {name:<8} nginx {cpu[name][0]:6.1f} + app {cpu[name][1]:6.1f} = "
+                      f"{sum(cpu[name]):6.1f}")
+            for other in ("hand", "headers"):
+                print(f"  CPU ratio {other}/mfserv (the throughput ratio when CPU-bound): "
+                      f"{sum(cpu[other]) / sum(cpu['mfserv']):.3f}")
             bad = sum(w["non2xx"] for runs in tp.values() for w in runs)
             print(f"non-2xx responses over all runs: {bad}")
 
@@ -980,10 +1020,10 @@ def main():
     parser.add_argument("--between-kills", type=float, default=1.0)
     parser.add_argument("--start-timeout", type=float, default=300.0)
     parser.add_argument("--restart-timeout", type=float, default=60.0)
-    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--wrk-seconds", type=int, default=6)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--wrk-connections", type=int, default=32)
-    parser.add_argument("--wrk-rounds", type=int, default=2)
+    parser.add_argument("--wrk-rounds", type=int, default=4)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--hand-port", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")

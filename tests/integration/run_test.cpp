@@ -331,13 +331,17 @@ TEST_CASE("run without mfserv-init beside it warns in the log", "[integration][r
 
 // `--home "$UNSET"` used to mean the default home: another instance's, perhaps.
 TEST_CASE("an empty --home is refused, not taken for the default", "[integration][cli]") {
+  // $MFSERV_HOME names a temporary home: were the empty value taken for the default again,
+  // `run --detach` would start an instance there, and the home's end stops it.
+  TempHome fallback;
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"--home", "", "ps"}, {"--home", "", "status"}, {"--home", "", "run", "--detach"}}) {
-    auto result = run_mfserv(args, {{"MFSERV_HOME", "/nonexistent/mfserv-home"}});
+    auto result = run_mfserv(args, {{"MFSERV_HOME", fallback.path()}});
     INFO(args.back() << ": " << result.err);
     CHECK(result.exit_code == 2);
     CHECK(result.err.find("--home: empty: give the instance folder") != std::string::npos);
   }
+  CHECK_FALSE(fs::exists(fallback.path()));
 }
 
 TEST_CASE("start-up problems are clear errors before anything starts",

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/worker_setup.hpp"
+
 namespace mfserv::cli {
 
 void print_error(const std::string& message) {
@@ -29,6 +31,19 @@ std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& h
     settings->port = port;  // --port overrides HOME/config/mfserv.ini
   }
   return *settings;
+}
+
+void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir) {
+  auto load = images::load_plugin(plugin_dir, home.load_options());
+  if (!load.plugin) {
+    return;  // its errors were reported by develop/install already
+  }
+  for (const auto& app : load.plugin->apps) {
+    if (auto st = runtime::check_sandbox_policy(home, *load.plugin, app); !st) {
+      fmt::print(stderr, "mfserv: warning: {} ({} will not start until then)\n",
+                 st.error().describe(), load.plugin->name + "/" + app.name);
+    }
+  }
 }
 
 std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {

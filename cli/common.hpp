@@ -18,6 +18,9 @@ void print_error(const std::string& message);
 std::optional<runtime::Home> open_home(const std::string& home_option);
 // HOME/config/mfserv.ini, PORT > 0 overriding its port; nullopt (printed) when invalid.
 std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& home, int port);
+// After `plugin develop` or `plugin install`: warns now about each app of the plugin in
+// PLUGIN_DIR whose config.ini widens its own sandbox, refused at start only otherwise.
+void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir);
 // Prints every diagnostic; returns the plugins that loaded.
 std::vector<images::PluginConfig> load_and_report(const runtime::Home& home);
 

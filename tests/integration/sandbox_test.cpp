@@ -222,6 +222,24 @@ TEST_CASE("a sandbox that cannot be set up is a clear error and nothing runs",
   CHECK(home.stop().exit_code == 0);
 }
 
+// A config.ini that widens its own sandbox used to be refused only when mfserv started it;
+// `plugin develop` says so at once (and still links it: an administrator may allow it).
+TEST_CASE("plugin develop warns about a config.ini that widens its sandbox",
+          "[integration][sandbox]") {
+  TempHome home;
+  std::string dir = home.add_plugin("greedy", probe_plugin("user = root\nseccomp = off\n"));
+  auto again = run_mfserv({home.home_arg(), "plugin", "develop", dir});
+  INFO(again.out << again.err);
+  CHECK(again.exit_code == 0);
+  CHECK(again.err.find("mfserv: warning: ") != std::string::npos);
+  CHECK(again.err.find("sets user, seccomp in [app_main]: a plugin cannot widen its own "
+                       "sandbox") != std::string::npos);
+  CHECK(again.err.find("(greedy/main will not start until then)") != std::string::npos);
+  std::string good = home.add_plugin("good", probe_plugin());
+  auto quiet = run_mfserv({home.home_arg(), "plugin", "develop", good});
+  CHECK(quiet.err.find("warning") == std::string::npos);
+}
+
 TEST_CASE("an app refused its sandbox never runs: not on restart nor start nor reload",
           "[integration][root][sandbox]") {
   if (!require_root()) {

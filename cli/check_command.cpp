@@ -31,9 +31,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/common.hpp"
 #include "isolation/cgroup.hpp"
 #include "nginx-gen/nginx_control.hpp"
-#include "runtime/control.hpp"
 #include "runtime/front.hpp"
 #include "runtime/home.hpp"
 #include "runtime/settings.hpp"
@@ -359,8 +359,8 @@ int try_bind(int port) {
   return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
 }
 
-void probe_port(int port, const std::string& source, const std::string& settings_file,
-                int running_port, const NginxFacts& nginx, Findings& findings) {
+void probe_port(int port, const std::string& source, const std::string& settings_file, int running,
+                const NginxFacts& nginx, Findings& findings) {
   int start = k_default_unprivileged_port_start;
   if (auto text = read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")) {
     start = static_cast<int>(parse_int(trim(*text)).value_or(start));
@@ -398,7 +398,7 @@ void probe_port(int port, const std::string& source, const std::string& settings
           port, nginx_path, other_port);
     }
   } else if (error == EADDRINUSE) {
-    if (port == running_port) {
+    if (port == running) {
       how = "in use by this home's running mfserv";
     } else {
       problem = fmt::format("port {} is already in use by another program: stop it or {}", port,
@@ -560,20 +560,15 @@ int cmd_check(const Globals& globals, int port) {
       settings = *loaded;
     }
   }
-  // The port this home's running instance serves on, if one runs: its own, not another's.
-  int running_port = 0;
-  if (home && runtime::home_is_locked(*home)) {
-    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
-      running_port = (*answer)["service"].value("port", 0);
-    }
-  }
+  // The running instance's own port, not another program's.
+  const int running = home ? running_port(*home) : 0;
   std::string port_source = "default";
   if (port > 0) {
     settings.port = port;
     port_source = "--port";
-  } else if (running_port > 0) {
+  } else if (running > 0) {
     // `run --port` may have put the running instance elsewhere than mfserv.ini says.
-    settings.port = running_port;
+    settings.port = running;
     port_source = "the running mfserv";
   } else if (home && path_exists(settings_file)) {
     port_source = settings_file;
@@ -586,7 +581,7 @@ int cmd_check(const Globals& globals, int port) {
   probe_seccomp(findings);
   NginxFacts nginx = probe_nginx(settings, findings);
   probe_worker_user(findings);
-  probe_port(settings.port, port_source, settings_file, running_port, nginx, findings);
+  probe_port(settings.port, port_source, settings_file, running, nginx, findings);
 
   if (globals.json) {
     json out = findings.facts;

@@ -70,14 +70,11 @@ std::string memory_cell(const json& row) {
 // `mfserv run` becomes mfserv-supervisor (the same pid, so that a service manager's main
 // process is the supervisor itself), found beside this executable as mfserv-init is.
 int cmd_run(const Globals& globals, int port, bool detach) {
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) {
+  std::string path = beside_self("mfserv-supervisor");
+  if (path.empty()) {
     print_error("cannot find the mfserv executable through /proc/self/exe: is /proc mounted?");
     return k_exit_error;
   }
-  std::string path(self, static_cast<size_t>(n));
-  path = path.substr(0, path.rfind('/') + 1) + "mfserv-supervisor";
   std::vector<std::string> args{path};
   if (!globals.home.empty()) {
     args.insert(args.end(), {"--home", globals.home});
@@ -114,9 +111,7 @@ int stop_leftovers(const runtime::Home& home) {
   if (!cgroups) {
     return not_running();
   }
-  const std::string root = home.cgroup_root();
-  auto left = (*cgroups)->pids(root);
-  if (left.empty()) {
+  if ((*cgroups)->pids(home.cgroup_root()).empty()) {
     return not_running();
   }
   auto lock = runtime::lock_home(home);  // no `run` may start while they are stopped
@@ -124,15 +119,15 @@ int stop_leftovers(const runtime::Home& home) {
     print_error(lock.error().describe());
     return k_exit_error;
   }
-  if (auto st = (*cgroups)->kill_all(root, 5000); !st) {
-    print_error(st.error().with_context("stopping what an earlier run left").describe());
+  auto stopped = runtime::stop_leftovers(**cgroups, home);
+  if (!stopped) {
+    print_error(stopped.error().with_context("stopping what an earlier run left").describe());
     return k_exit_error;
   }
-  (void)(*cgroups)->remove(root);
   fmt::print(
       "mfserv was not running (its supervisor was killed): stopped the {} processes it left "
       "in {}\n",
-      left.size(), (*cgroups)->display_path(root));
+      *stopped, (*cgroups)->display_path(home.cgroup_root()));
   return k_exit_ok;
 }
 
@@ -322,10 +317,9 @@ int cmd_nginx_conf(const Globals& globals, int port) {
   if (!settings) {
     return k_exit_error;
   }
-  if (port <= 0 && runtime::home_is_locked(*home)) {
-    // A running instance may have been given another port by `run --port`: show its own.
-    if (auto answer = runtime::control_call(*home, {{"cmd", "ps"}})) {
-      settings->port = (*answer)["service"].value("port", settings->port);
+  if (port <= 0) {
+    if (int running = running_port(*home); running > 0) {
+      settings->port = running;  // `run --port` may have put it elsewhere: show its own
     }
   }
   auto plugins = load_and_report(*home);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/control.hpp"
 #include "runtime/worker_setup.hpp"
 
 namespace mfserv::cli {
@@ -31,6 +32,14 @@ std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& h
     settings->port = port;  // --port overrides HOME/config/mfserv.ini
   }
   return *settings;
+}
+
+int running_port(const runtime::Home& home) {
+  if (!runtime::home_is_locked(home)) {
+    return 0;
+  }
+  auto answer = runtime::control_call(home, {{"cmd", "ps"}});
+  return answer ? (*answer)["service"].value("port", 0) : 0;
 }
 
 void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir) {

@@ -18,6 +18,9 @@ void print_error(const std::string& message);
 std::optional<runtime::Home> open_home(const std::string& home_option);
 // HOME/config/mfserv.ini, PORT > 0 overriding its port; nullopt (printed) when invalid.
 std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& home, int port);
+// The port this home's running instance serves on (`run --port` may differ from mfserv.ini);
+// 0 when none runs or it does not answer.
+int running_port(const runtime::Home& home);
 // After `plugin develop` or `plugin install`: warns now about each app of the plugin in
 // PLUGIN_DIR whose config.ini widens its own sandbox, refused at start only otherwise.
 void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir);

@@ -16,6 +16,7 @@
 #include "runtime/front.hpp"
 #include "runtime/settings.hpp"
 #include "runtime/supervisor.hpp"
+#include "util/fs.hpp"
 
 namespace mfserv::cli {
 namespace {
@@ -86,8 +87,7 @@ int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> pl
       if (report_fd < 0) {
         return;
       }
-      std::string text = message.dump() + "\n";
-      (void)!::write(report_fd, text.data(), text.size());
+      (void)write_all(report_fd, message.dump() + "\n", "the readiness report");
       ::close(report_fd);
       report_fd = -1;
     };
@@ -109,18 +109,11 @@ int run_detached(const runtime::Home& home, std::vector<images::PluginConfig> pl
     std::exit(k_exit_ok);
   }
   ::close(fds[1]);
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) {
-      text.append(buffer, static_cast<size_t>(n));
-    }
-  }
+  auto text = read_all(fds[0], "the supervisor's report");
   ::close(fds[0]);
   json message;
   try {
-    message = json::parse(text);
+    message = json::parse(text ? *text : std::string());
   } catch (const json::exception&) {
     print_error("the supervisor exited before it was ready: see " + home.supervisor_log());
     return k_exit_error;

@@ -364,14 +364,8 @@ Result<PreparedSandbox> prepare_sandbox(const SandboxSpec& spec) {
 }
 
 std::string sandbox_init_path() {
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) {
-    return "";
-  }
-  std::string path(self, static_cast<size_t>(n));
-  path = path.substr(0, path.rfind('/') + 1) + "mfserv-init";
-  return ::access(path.c_str(), X_OK) == 0 ? path : "";
+  std::string path = beside_self("mfserv-init");
+  return !path.empty() && ::access(path.c_str(), X_OK) == 0 ? path : "";
 }
 
 int sandbox_clone_flags(const PreparedSandbox& sandbox) {

@@ -71,10 +71,9 @@ struct Location {
   // The order of the enumerators is the order in the file.
   enum class Kind { exact, regex, root, named };
   Kind kind = Kind::regex;
-  std::string match;       // what follows "location "
-  std::string path;        // regex: the literal path it matches, with or without a subpath
-  size_t specificity = 0;  // length of that path
-  std::string owner;       // "plugin/app"; "" for the built-in fallback
+  std::string match;  // what follows "location "
+  std::string path;   // regex: the literal path it matches, with or without a subpath
+  std::string owner;  // "plugin/app"; "" for the built-in fallback
   std::vector<std::string> body;
 };
 
@@ -176,7 +175,6 @@ Location location_at(const AppRoute& app, const std::string& path) {
   Location location;
   location.owner = app_label(app);
   location.path = path;
-  location.specificity = path.size();
   if (path.empty()) {
     location.kind = Location::Kind::root;
     location.match = "/";
@@ -192,7 +190,9 @@ Location static_location(const AppRoute& app, const std::string& path, const Fro
   Location location = location_at(app, path);
   location.body = owner_lines(app);
   if (path.empty()) {
-    location.body.push_back("alias " + app.static_dir + "/;");
+    // `location /`: the URI maps under the folder as is. A root, not an alias of "/", so that
+    // the same lines also serve as a route group's fallback (write_locations).
+    location.body.push_back("root " + app.static_dir + ";");
   } else {
     location.body.push_back("alias " + app.static_dir + "/$locrq;");
   }
@@ -289,20 +289,6 @@ std::string first_segment(const std::string& path) {
   return path.substr(0, path.find('/', 1));
 }
 
-// What `location /` does, for a group's URIs that none of its regexes match (see
-// write_locations). An alias of "/" is the same as a root there, and stays right in a group.
-std::vector<std::string> root_fallback_lines(const Location& root) {
-  std::vector<std::string> lines;
-  for (const std::string& line : root.body) {
-    if (line.starts_with("alias ") && line.ends_with("/;")) {
-      lines.push_back("root " + line.substr(6, line.size() - 6 - 2) + ";");
-    } else {
-      lines.push_back(line);
-    }
-  }
-  return lines;
-}
-
 // Writes LOCATIONS most specific first: nginx takes exact matches, then the first regex that
 // matches in file order, then the longest prefix; a longer literal route is a subtree of a
 // shorter one, never the reverse, so regexes go by decreasing literal length. The first claim
@@ -323,7 +309,7 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
     if (a.kind != b.kind) {
       return a.kind < b.kind;
     }
-    return a.kind == Location::Kind::regex && a.specificity > b.specificity;
+    return a.kind == Location::Kind::regex && a.path.size() > b.path.size();
   });
   // Drops what an earlier location already claims, a comment in its place for another owner.
   struct Entry {
@@ -359,7 +345,7 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
     }
   }
   const std::vector<std::string> fallback =
-      root ? root_fallback_lines(*root) : std::vector<std::string>{"return 404;"};
+      root ? root->body : std::vector<std::string>{"return 404;"};
 
   bool first = true;
   auto separate = [&writer, &first] {
@@ -379,36 +365,40 @@ void write_locations(ConfWriter& writer, std::vector<Location> locations) {
     }
     writer.close();
   };
-  bool groups_written = false;
+  auto write_group = [&](const std::string& segment) {
+    separate();
+    writer.open("location ^~ " + segment);
+    bool first_in_group = true;
+    for (const Entry* member : groups[segment]) {
+      if (!first_in_group) {
+        writer.blank();
+      }
+      first_in_group = false;
+      write_entry(*member);
+    }
+    writer.blank();
+    writer.line("# no route of " + segment + " matched: as `location /`");
+    writer.open("location ~ ^/");
+    for (const std::string& line : fallback) {
+      writer.line(line);
+    }
+    writer.close();
+    writer.close();
+  };
+  // In the kinds' order: exact matches, the regex groups, then `location /` and named ones.
   for (const Entry& entry : entries) {
-    if (entry.location->kind != Location::Kind::regex) {
+    if (entry.location->kind == Location::Kind::exact) {
       separate();
       write_entry(entry);
-      continue;
     }
-    if (groups_written) {
-      continue;
-    }
-    groups_written = true;
-    for (const std::string& segment : group_order) {
+  }
+  for (const std::string& segment : group_order) {
+    write_group(segment);
+  }
+  for (const Entry& entry : entries) {
+    if (entry.location->kind > Location::Kind::regex) {
       separate();
-      writer.open("location ^~ " + segment);
-      bool first_in_group = true;
-      for (const Entry* member : groups[segment]) {
-        if (!first_in_group) {
-          writer.blank();
-        }
-        first_in_group = false;
-        write_entry(*member);
-      }
-      writer.blank();
-      writer.line("# no route of " + segment + " matched: as `location /`");
-      writer.open("location ~ ^/");
-      for (const std::string& line : fallback) {
-        writer.line(line);
-      }
-      writer.close();
-      writer.close();
+      write_entry(entry);
     }
   }
 }

@@ -115,4 +115,16 @@ bool home_is_locked(const Home& home) {
   return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0;
 }
 
+Result<std::size_t> stop_leftovers(isolation::CgroupBackend& cgroups, const Home& home) {
+  const std::string root = home.cgroup_root();
+  const std::size_t left = cgroups.pids(root).size();
+  if (auto st = cgroups.kill_all(root, 5000); !st) {
+    return st.error();
+  }
+  if (auto st = cgroups.remove(root); !st) {
+    return st.error();
+  }
+  return left;
+}
+
 }  // namespace mfserv::runtime

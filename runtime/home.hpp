@@ -6,10 +6,12 @@
 //   tmp/       nginx temp paths
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "images/plugin.hpp"
+#include "isolation/cgroup.hpp"
 #include "util/result.hpp"
 #include "util/unique_fd.hpp"
 
@@ -49,5 +51,10 @@ Status prepare_home(const Home& home);
 Result<UniqueFd> lock_home(const Home& home);
 // True when a supervisor holds the home.
 bool home_is_locked(const Home& home);
+
+// A supervisor killed with -9 leaves nginx and the workers in the home's cgroups: kills them
+// and removes those cgroups. For whoever holds the home's lock (a starting supervisor,
+// `mfserv stop` with none running). Returns how many processes there were.
+Result<std::size_t> stop_leftovers(isolation::CgroupBackend& cgroups, const Home& home);
 
 }  // namespace mfserv::runtime

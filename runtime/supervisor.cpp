@@ -297,16 +297,13 @@ Status Supervisor::Impl::prepare_steps() {
 
   // A supervisor killed with -9 leaves its cgroups (and maybe processes): the home lock says
   // no supervisor owns them now, so they are stopped and removed before anything starts.
-  std::string root = home.cgroup_root();
-  if (auto leftovers = m_cgroups->pids(root); !leftovers.empty()) {
-    m_log.warn(fmt::format("killing {} processes left in {} by an earlier run", leftovers.size(),
-                           m_cgroups->display_path(root)));
+  auto leftovers = stop_leftovers(*m_cgroups, home);
+  if (!leftovers) {
+    return leftovers.error().with_context("cleaning up after an earlier run");
   }
-  if (auto st = m_cgroups->kill_all(root, 5000); !st) {
-    return st.error().with_context("cleaning up after an earlier run");
-  }
-  if (auto st = m_cgroups->remove(root); !st) {
-    return st.error().with_context("cleaning up after an earlier run");
+  if (*leftovers > 0) {
+    m_log.warn(fmt::format("killed {} processes left in {} by an earlier run", *leftovers,
+                           m_cgroups->display_path(home.cgroup_root())));
   }
 
   auto nginx_binary = nginx::find_nginx();

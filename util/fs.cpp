@@ -17,15 +17,19 @@ Result<std::string> read_file(const std::string& path) {
   if (!fd) {
     return Error::from_errno("opening " + path);
   }
+  return read_all(fd.get(), path);
+}
+
+Result<std::string> read_all(int fd, const std::string& what) {
   std::string content;
   char buffer[8192];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
-      return Error::from_errno("reading " + path);
+      return Error::from_errno("reading " + what);
     }
     if (n == 0) {
       break;
@@ -35,15 +39,15 @@ Result<std::string> read_file(const std::string& path) {
   return content;
 }
 
-static Status write_all(int fd, const std::string& content, const std::string& path) {
+Status write_all(int fd, std::string_view data, const std::string& what) {
   size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
-      return Error::from_errno("writing " + path);
+      return Error::from_errno("writing " + what);
     }
     done += static_cast<size_t>(n);
   }
@@ -153,6 +157,16 @@ std::vector<std::string> list_dir(const std::string& path) {
 
 std::vector<std::string> list_subdirs(const std::string& path) {
   return read_names(path, true);
+}
+
+std::string beside_self(const std::string& name) {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    return "";
+  }
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + name;
 }
 
 }  // namespace mfserv

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/result.hpp"
@@ -11,6 +12,10 @@
 namespace mfserv {
 
 Result<std::string> read_file(const std::string& path);
+// Everything FD gives until end of file (EINTR retried); WHAT names it in an error.
+Result<std::string> read_all(int fd, const std::string& what);
+// All of DATA to FD (EINTR and short writes retried); WHAT names it in an error.
+Status write_all(int fd, std::string_view data, const std::string& what);
 // Writes to PATH.tmp then renames over PATH, so readers see the old or the new file whole.
 Status write_file_atomic(const std::string& path, const std::string& content, mode_t mode = 0644);
 // Writes without truncating or creating: for cgroup and proc control files.
@@ -20,6 +25,9 @@ Status make_dirs(const std::string& path, mode_t mode = 0755);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 std::vector<std::string> list_dir(const std::string& path);
+// NAME in the folder of the running executable (/proc/self/exe), where mfserv's executables
+// sit side by side; "" when /proc/self/exe cannot be read.
+std::string beside_self(const std::string& name);
 // The subdirectories only (not links to one), sorted: from readdir's d_type, without a stat
 // per entry (a cgroup directory holds dozens of control files).
 std::vector<std::string> list_subdirs(const std::string& path);

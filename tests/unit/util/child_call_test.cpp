@@ -5,8 +5,6 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "util/strings.hpp"
-
 namespace {
 int g_touched = 0;
 }
@@ -35,10 +33,4 @@ TEST_CASE("call_in_child returns the child's error and says when the child died"
   auto died = mfserv::call_in_child([]() -> mfserv::Result<std::string> { ::_exit(3); });
   REQUIRE_FALSE(died);
   CHECK(died.error().message() == "a helper process died before it answered");
-}
-
-TEST_CASE("fnv1a_64 matches the reference values", "[unit][util]") {
-  CHECK(mfserv::fnv1a_64("") == 0xcbf29ce484222325ull);
-  CHECK(mfserv::fnv1a_64("a") == 0xaf63dc4c8601ec8cull);
-  CHECK(mfserv::fnv1a_64("foobar") == 0x85944171f73967e8ull);
 }

@@ -6,7 +6,8 @@ the same 2N processes under Debian's supervisord. Measured for each: time from l
 supervisor RSS, CPU and wakeups at idle, restart latency after kill -9 of one worker. While
 mfserv runs: wrk through mfserv's nginx vs two hand-written nginx.conf in front of the same two
 gunicorn sockets: a minimal one, and one that sends gunicorn the same request headers as
-mfserv's front (X-Forwarded-*, X-Request-Id), which shows how much of the gap those cost.
+mfserv's front (X-Forwarded-*, X-Request-Id); and mfserv's own nginx with those headers turned
+off in mfserv.ini (a reload, same workers) against the minimal one: each pair does one job.
 Prints figures and ratios against the issue's targets; asserts nothing.
 
 Run through scripts/bench-supervision (it installs supervisor and wrk, and builds mfserv).
@@ -644,27 +645,55 @@ http {{
             except (OSError, ValueError):
                 time.sleep(0.05)
 
+    def set_front_headers(self, on, url):
+        """mfserv.ini's add_x_forwarded_headers and add_request_id_header, applied by a reload
+        (same workers); returns once nginx answers with the new configuration."""
+        path = os.path.join(self.home, "config", "mfserv.ini")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        flag = "1" if on else "0"
+        with open(path, "w") as f:
+            f.write(f"[nginx]\nadd_x_forwarded_headers = {flag}\nadd_request_id_header = {flag}\n")
+        result = self.mfserv("reload")
+        if result.returncode != 0:
+            raise RuntimeError(f"mfserv reload: {result.stderr.strip()}")
+        deadline = now() + 15
+        while now() < deadline:
+            head = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "--max-time", "5",
+                                   url], capture_output=True, text=True, timeout=10).stdout
+            if ("x-request-id:" in head.lower()) == on:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("mfserv's nginx did not take the new headers setting in 15 s")
+
     def throughput_phase(self):
-        urls = {"mfserv": f"http://127.0.0.1:{self.port}/{self.plugins[0]}/main/"}
+        url = f"http://127.0.0.1:{self.port}/{self.plugins[0]}/main/"
+        # "plain" is mfserv's own nginx with add_x_forwarded_headers = 0 and
+        # add_request_id_header = 0: the bare job of the minimal hand-written configuration.
+        urls = {"mfserv": url, "plain": url}
         for variant in self.hand:
             self.start_hand_nginx(variant)
             urls[variant] = f"http://127.0.0.1:{self.hand_port[variant]}/{self.plugins[0]}/main/"
-        for name, url in urls.items():
-            check = subprocess.run(["curl", "-s", "--max-time", "5", url], capture_output=True,
+        for name, url_ in urls.items():
+            check = subprocess.run(["curl", "-s", "--max-time", "5", url_], capture_output=True,
                                    text=True, timeout=10)
             if check.stdout != "ok":
-                raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url}")
-            run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
+                raise RuntimeError(f"{name} nginx answered {check.stdout!r} at {url_}")
+            run_wrk(url_, 1, self.args.wrk_threads, self.args.wrk_connections)  # warm-up
         self.results["load_wrk"] = loadavg()
         # CPU per request, besides throughput: the two cores are shared with wrk and anything
         # else running, so req/s moves by 10% between runs; the CPU each request costs nginx
         # and the app's processes barely does.
         masters = {"mfserv": self.ps()["nginx"]["pid"], **self.hand_nginx_pid}
+        masters["plain"] = masters["mfserv"]
         app_pids = [p for row in self.ps()["processes"] if row["plugin"] == self.plugins[0]
                     for p in [row["pid"]] + descendants_of(row["pid"])]
         runs = {name: [] for name in urls}
+        order = ("mfserv", "hand", "headers", "plain")
         for round_ in range(self.args.wrk_rounds):
-            for name in urls:
+            for name in order:
+                if name == "plain":
+                    self.set_front_headers(False, url)
+                    run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)
                 nginx_pids = children_of(masters[name])
                 before = (ticks_of(nginx_pids), ticks_of(app_pids))
                 w = run_wrk(urls[name], self.args.wrk_seconds, self.args.wrk_threads,
@@ -674,8 +703,11 @@ http {{
                 w["nginx_us"] = (after[0] - before[0]) * per_request
                 w["app_us"] = (after[1] - before[1]) * per_request
                 runs[name].append(w)
-                log(f"throughput round {round_ + 1}: {name:6} {w['rps']:9.1f} req/s "
+                log(f"throughput round {round_ + 1}: {name:7} {w['rps']:9.1f} req/s "
                     f"non-2xx {w['non2xx']} socket errors [{w['errors'] or 'none'}]")
+                if name == "plain":
+                    self.set_front_headers(True, url)
+                    run_wrk(url, 1, self.args.wrk_threads, self.args.wrk_connections)
         self.results["throughput"] = runs
         self.stop_hand_nginx()
 
@@ -923,36 +955,35 @@ http {{
 
         tp = r.get("throughput")
         if tp:
-            best_mf = max(w["rps"] for w in tp["mfserv"])
-            best_hand = max(w["rps"] for w in tp["hand"])
-            best_headers = max(w["rps"] for w in tp["headers"])
-            tr = ratio(best_mf, best_hand)
-            th = ratio(best_mf, best_headers)
+            best = {name: max(w["rps"] for w in runs) for name, runs in tp.items()}
             print()
             print(f"== throughput: wrk -t{self.args.wrk_threads} -c{self.args.wrk_connections} "
                   f"-d{self.args.wrk_seconds}s, /{self.plugins[0]}/main/, best of "
                   f"{self.args.wrk_rounds} alternating ==")
-            t_rows = [("mfserv nginx", f"{best_mf:.1f} req/s",
-                       " / ".join(f"{w['rps']:.1f}" for w in tp["mfserv"])),
-                      ("hand-written nginx.conf", f"{best_hand:.1f} req/s",
-                       " / ".join(f"{w['rps']:.1f}" for w in tp["hand"])),
-                      ("hand-written + headers", f"{best_headers:.1f} req/s",
-                       " / ".join(f"{w['rps']:.1f}" for w in tp["headers"]))]
-            for name, best, all_runs in t_rows:
-                print(f"{name:<24} {best:>16}   (runs: {all_runs})")
-            print(f"{'ratio mfserv/hand':<24} {num(tr, 3, ''):>16}   target >= 0.98: "
-                  f"{yes_no(tr is not None and tr >= 0.98)}")
-            print(f"{'ratio mfserv/headers':<24} {num(th, 3, ''):>16}   (same upstream headers as "
-                  "mfserv: X-Forwarded-*, X-Request-Id, HTTP/1.1)")
+            labels = {"mfserv": "mfserv nginx (default)",
+                      "headers": "hand-written + headers",
+                      "plain": "mfserv nginx, headers 0",
+                      "hand": "hand-written nginx.conf"}
+            for name, label in labels.items():
+                all_runs = " / ".join(f"{w['rps']:.1f}" for w in tp[name])
+                print(f"{label:<24} {best[name]:>10.1f} req/s   (runs: {all_runs})")
+            same_job = {"mfserv/headers": ratio(best["mfserv"], best["headers"]),
+                        "plain/hand": ratio(best["plain"], best["hand"])}
+            for name, value in same_job.items():
+                print(f"{'ratio ' + name:<24} {num(value, 3, ''):>16}   target >= 0.98: "
+                      f"{yes_no(value is not None and value >= 0.98)}")
+            across = ratio(best["mfserv"], best["hand"])
+            print(f"{'ratio mfserv/hand':<24} {num(across, 3, ''):>16}   (not the same job: "
+                  "the app parses 5 more request headers)")
             cpu = {name: (median([w["nginx_us"] for w in runs]),
                           median([w["app_us"] for w in runs])) for name, runs in tp.items()}
             print(f"CPU per request (median of rounds, us): nginx workers + the app's processes")
-            for name in ("mfserv", "hand", "headers"):
+            for name in labels:
                 print(f"  {name:<8} nginx {cpu[name][0]:6.1f} + app {cpu[name][1]:6.1f} = "
                       f"{sum(cpu[name]):6.1f}")
-            for other in ("hand", "headers"):
-                print(f"  CPU ratio {other}/mfserv (the throughput ratio when CPU-bound): "
-                      f"{sum(cpu[other]) / sum(cpu['mfserv']):.3f}")
+            for mine, other in (("mfserv", "headers"), ("plain", "hand"), ("mfserv", "hand")):
+                print(f"  CPU ratio {other}/{mine} (the throughput ratio when CPU-bound): "
+                      f"{sum(cpu[other]) / sum(cpu[mine]):.3f}")
             bad = sum(w["non2xx"] for runs in tp.values() for w in runs)
             print(f"non-2xx responses over all runs: {bad}")
 

@@ -30,6 +30,7 @@ std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& h
   }
   if (port > 0) {
     settings->port = port;  // --port overrides HOME/config/mfserv.ini
+    settings->port_from_command_line = true;
   }
   return *settings;
 }

@@ -117,20 +117,33 @@ std::string request_id_variable(const FrontConfig& front) {
   return front.accept_incoming_request_id ? "$mfserv_request_id" : "$request_id";
 }
 
+// Connection (upstream keepalive) and Host always; the X-Forwarded-* family and X-Request-Id
+// unless mfserv.ini turns them off (MFSERV's add_x_forwarded_headers, add_request_id_header).
 std::vector<std::string> proxy_header_lines(const FrontConfig& front) {
-  return {
+  std::vector<std::string> lines = {
       "proxy_set_header Connection \"\";",
       "proxy_set_header Host $mfserv_host;",
-      "proxy_set_header X-Real-IP $remote_addr;",
-      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-      "proxy_set_header X-Forwarded-Proto $scheme;",
-      "proxy_set_header X-Forwarded-Host $mfserv_host;",
-      "proxy_set_header X-Request-Id " + request_id_variable(front) + ";",
   };
+  if (front.add_x_forwarded_headers) {
+    lines.insert(lines.end(), {
+                                  "proxy_set_header X-Real-IP $remote_addr;",
+                                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                                  "proxy_set_header X-Forwarded-Proto $scheme;",
+                                  "proxy_set_header X-Forwarded-Host $mfserv_host;",
+                              });
+  }
+  if (front.add_request_id_header) {
+    lines.push_back("proxy_set_header X-Request-Id " + request_id_variable(front) + ";");
+  }
+  return lines;
 }
 
-std::string response_header_line(const FrontConfig& front) {
-  return "add_header X-Request-Id " + request_id_variable(front) + " always;";
+// The request id echoed to the client, or nothing.
+std::vector<std::string> response_header_lines(const FrontConfig& front) {
+  if (!front.add_request_id_header) {
+    return {};
+  }
+  return {"add_header X-Request-Id " + request_id_variable(front) + " always;"};
 }
 
 void append(std::vector<std::string>& to, const std::vector<std::string>& lines) {
@@ -154,7 +167,7 @@ std::vector<std::string> include_lines(const std::string& path, const FrontConfi
   if (proxying) {
     append(lines, proxy_header_lines(front));
   }
-  lines.push_back(response_header_line(front));
+  append(lines, response_header_lines(front));
   lines.push_back("include " + path + ";");
   return lines;
 }
@@ -677,7 +690,9 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front,
   for (const std::string& line : proxy_header_lines(front)) {
     writer.line(line);
   }
-  writer.line(response_header_line(front));
+  for (const std::string& line : response_header_lines(front)) {
+    writer.line(line);
+  }
   writer.blank();
 }
 

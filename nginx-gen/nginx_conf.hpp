@@ -59,6 +59,11 @@ struct FrontConfig {
   // accept_incoming_request_id_header) when it is 1 to 128 of [A-Za-z0-9._~:+/=-]; a missing,
   // empty or other header still gets a fresh id.
   bool accept_incoming_request_id = false;
+  // X-Real-IP, X-Forwarded-For/-Proto/-Host to the app (MFSERV's add_x_forwarded_headers).
+  bool add_x_forwarded_headers = true;
+  // X-Request-Id to the app and back to the client (MFSERV's add_request_id_header); the
+  // access log keeps the id either way.
+  bool add_request_id_header = true;
 };
 
 // The whole nginx.conf. Input is trusted: names, routes and paths were validated by images/

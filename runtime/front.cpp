@@ -66,6 +66,8 @@ nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings)
   front.client_max_body_size = settings.client_max_body_size;
   front.client_timeout = settings.timeout;
   front.accept_incoming_request_id = settings.accept_incoming_request_id;
+  front.add_x_forwarded_headers = settings.add_x_forwarded_headers;
+  front.add_request_id_header = settings.add_request_id_header;
   front.log_format = settings.log_format;
   front.pid_file = home.run_dir() + "/nginx.pid";
   front.error_log = home.log_dir() + "/nginx_error.log";

@@ -17,6 +17,7 @@ namespace mfserv::runtime {
 // (runtime/settings.hpp reads it; `--port` overrides the port).
 struct FrontSettings {
   int port = 18868;
+  bool port_from_command_line = false;  // `mfserv run --port`: mfserv.ini's port is not used
   // nullopt: default_worker_processes(); 0: nginx's "auto" (one per core).
   std::optional<int> worker_processes;
   std::string client_max_body_size = "100m";
@@ -24,6 +25,8 @@ struct FrontSettings {
   // timeouts are its own `timeout` (config.ini, default 60 as in MFSERV).
   int timeout = 60;
   bool accept_incoming_request_id = false;  // keep a client's X-Request-Id
+  bool add_x_forwarded_headers = true;      // X-Real-IP, X-Forwarded-* to the apps
+  bool add_request_id_header = true;        // X-Request-Id to the apps and the client
   std::string hostname;                     // HOST of APP.PLUGIN.HOST; "": default_hostname()
   nginx::LogFormat log_format = nginx::LogFormat::json;
   std::string nginx_user;  // "" : decided by nginx_worker_user()

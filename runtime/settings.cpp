@@ -29,6 +29,18 @@ struct Key {
   Setter set;
 };
 
+// A 0/1 key (images::parse_flag's spellings) stored in MEMBER.
+Setter flag_setter(bool FrontSettings::*member) {
+  return [member](FrontSettings& settings, const std::string& value) -> Status {
+    auto flag = images::parse_flag(value);
+    if (!flag) {
+      return flag.error();
+    }
+    settings.*member = *flag;
+    return {};
+  };
+}
+
 // nginx's size syntax (ngx_parse_size): digits, then optionally k, m or g in either case.
 Status check_nginx_size(const std::string& value) {
   const size_t digits = value.find_first_not_of("0123456789");
@@ -97,15 +109,9 @@ const std::vector<Key>& nginx_keys() {
          settings.timeout = static_cast<int>(*seconds);
          return {};
        }},
-      {"accept_incoming_request_id",
-       [](FrontSettings& settings, const std::string& value) -> Status {
-         auto flag = images::parse_flag(value);
-         if (!flag) {
-           return flag.error();
-         }
-         settings.accept_incoming_request_id = *flag;
-         return {};
-       }},
+      {"accept_incoming_request_id", flag_setter(&FrontSettings::accept_incoming_request_id)},
+      {"add_x_forwarded_headers", flag_setter(&FrontSettings::add_x_forwarded_headers)},
+      {"add_request_id_header", flag_setter(&FrontSettings::add_request_id_header)},
       {"hostname",
        [](FrontSettings& settings, const std::string& value) -> Status {
          if (!images::is_dns_name(value)) {

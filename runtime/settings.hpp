@@ -10,11 +10,14 @@
 //                                     # each app's proxy timeouts are its own `timeout`
 //   accept_incoming_request_id = 0    # 1: keep a client's X-Request-Id instead of a new one
 //                                     # (when it is a plain token of at most 128 characters)
+//   add_x_forwarded_headers = 1       # 0: no X-Real-IP, X-Forwarded-For/-Proto/-Host to apps
+//   add_request_id_header = 1         # 0: no X-Request-Id to apps nor clients (still logged)
 //   hostname = myhost.example.org     # HOST of APP.PLUGIN.HOST; default: the host's name
 //   log_format = json                 # json (plugin, app, request_id...) or combined
 //   user = www-data                   # nginx workers' user; default www-data, else nobody
 //
 // Unknown sections and keys are errors (a typo must not silently keep a default).
+// `mfserv reload` re-reads the file; `port` and `user` take effect at the next `mfserv run`.
 #pragma once
 
 #include <string>

@@ -30,6 +30,7 @@
 #include "nginx-gen/nginx_control.hpp"
 #include "runtime/control.hpp"
 #include "runtime/process.hpp"
+#include "runtime/settings.hpp"
 #include "runtime/worker_setup.hpp"
 #include "util/fs.hpp"
 #include "util/socket_diag.hpp"
@@ -126,6 +127,7 @@ class Supervisor::Impl {
   void hold_group(Group& group);
   void release_group(Group& group);
   nlohmann::json reload();
+  std::string reload_settings(nlohmann::json& diagnostics);
   std::vector<Group*> find_groups(const std::string& target, std::string& error);
   void on_draining_exit(Process& process, pid_t pid);
   std::string leaf_of(const Process& process) const;
@@ -1503,12 +1505,47 @@ std::vector<Group*> Supervisor::Impl::find_groups(const std::string& target, std
   return found;
 }
 
+// mfserv.ini again: what nginx.conf renders from it applies now. The port and nginx's user stay
+// as `mfserv run` set them (nginx's listening socket and the group of every worker socket
+// follow them), with a warning when the file now says otherwise. A broken file keeps every
+// running setting and is the error returned ("" otherwise).
+std::string Supervisor::Impl::reload_settings(nlohmann::json& diagnostics) {
+  auto warn = [&](const std::string& text) {
+    diagnostics.push_back(text);
+    m_log.warn("reload: " + text);
+  };
+  auto settings = load_settings(m_options.home);
+  if (!settings) {
+    std::string error =
+        settings.error().describe() + " (the running settings stay until it is fixed)";
+    m_log.error("reload: " + error);
+    return error;
+  }
+  FrontSettings& running = m_options.front;
+  const std::string file = settings_path(m_options.home);
+  if (!running.port_from_command_line && settings->port != running.port) {
+    warn(
+        fmt::format("{}: [nginx] port {}: takes effect at the next `mfserv run`; nginx keeps "
+                    "listening on {}",
+                    file, settings->port, running.port));
+  }
+  if (nginx_worker_user(*settings) != nginx_worker_user(running)) {
+    warn(file + ": [nginx] user: takes effect at the next `mfserv run`");
+  }
+  settings->port = running.port;
+  settings->port_from_command_line = running.port_from_command_line;
+  settings->nginx_user = running.nginx_user;
+  running = *settings;
+  return "";
+}
+
 // Re-reads every plugin; restarts (rolling) only the apps whose plugin config changed,
 // starts new ones, stops removed ones, and reloads nginx only if its config changed.
 nlohmann::json Supervisor::Impl::reload() {
   const Home& home = m_options.home;
   auto report = images::load_plugins(home.plugins_dir(), home.load_options());
   nlohmann::json diagnostics = nlohmann::json::array();
+  const std::string settings_error = reload_settings(diagnostics);
   for (const auto& diagnostic : report.diagnostics) {
     diagnostics.push_back(diagnostic.describe());
     m_log.warn("reload: " + diagnostic.describe());
@@ -1692,6 +1729,9 @@ nlohmann::json Supervisor::Impl::reload() {
     answer["error"] =
         (answer.contains("error") ? answer["error"].get<std::string>() + "; " : "") + text;
   };
+  if (!settings_error.empty()) {
+    add_error(settings_error);
+  }
   if (!failed.empty()) {
     add_error("cannot start " + failed);
   }

@@ -10,11 +10,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -314,6 +316,109 @@ TEST_CASE("request ids go to the worker, back to the client and into the JSON ac
       found = found || (line["request_id"] == "client-chosen-42" && line["plugin"] == "alpha");
     }
     CHECK(found);
+  }
+}
+
+// The request header NAME as the testapp saw it: its value, "-" when it had none, "" when the
+// answer was not the testapp's.
+std::string forwarded(const HttpResponse& response, const std::string& name) {
+  auto json = app_answer(response);
+  if (json.is_discarded() || !json.contains("forwarded")) {
+    return "";
+  }
+  const auto& value = json["forwarded"][name];
+  return value.is_string() ? value.get<std::string>() : "-";
+}
+
+// The pids of alpha's workers, as `mfserv ps` lists them.
+std::set<int> worker_pids(TempHome& home) {
+  std::set<int> pids;
+  const nlohmann::json ps = home.ps();
+  for (const auto& row : ps["processes"]) {
+    if (row["plugin"] == "alpha") {
+      pids.insert(row["pid"].get<int>());
+    }
+  }
+  return pids;
+}
+
+TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same workers",
+          "[integration][root][nginx]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(2));
+  const int port = free_port();
+  start_or_fail(home, port);
+  const std::set<int> workers = worker_pids(home);
+  REQUIRE(workers.size() == 2);
+
+  // MFSERV's defaults: X-Real-IP, X-Forwarded-* and X-Request-Id.
+  auto answer = get(port, "/alpha/main/");
+  CHECK(forwarded(answer, "X-Real-IP") == "127.0.0.1");
+  CHECK(forwarded(answer, "X-Forwarded-For") == "127.0.0.1");
+  CHECK(forwarded(answer, "X-Forwarded-Proto") == "http");
+  CHECK(forwarded(answer, "X-Forwarded-Host") == "localhost");
+
+  // nginx reloads asynchronously: its old workers keep accepting for a moment after the new
+  // ones start. A reload that changes nginx.conf returns here once they are all gone.
+  auto reload = [&](const std::string& settings, bool changes_nginx) {
+    write_settings(home, settings);
+    const auto old_workers = home.nginx_workers();
+    auto reloaded = run_mfserv({home.home_arg(), "reload"});
+    INFO(reloaded.out << reloaded.err);
+    CHECK(wait_until(
+        [&] {
+          return !changes_nginx || std::none_of(old_workers.begin(), old_workers.end(),
+                                                [](pid_t pid) { return ::kill(pid, 0) == 0; });
+        },
+        10s));
+    return reloaded;
+  };
+
+  auto no_forwarded = reload("[nginx]\nadd_x_forwarded_headers = 0\n", true);
+  CHECK(no_forwarded.exit_code == 0);
+  auto plain = get(port, "/alpha/main/");
+  CHECK(forwarded(plain, "X-Real-IP") == "-");
+  CHECK(forwarded(plain, "X-Forwarded-For") == "-");
+  CHECK(forwarded(plain, "X-Forwarded-Proto") == "-");
+  CHECK(forwarded(plain, "X-Forwarded-Host") == "-");
+  CHECK(is_hex_id(plain.headers["x-request-id"]));
+  CHECK(app_answer(plain)["request_id"] == plain.headers["x-request-id"]);
+
+  auto no_ids = reload("[nginx]\nadd_x_forwarded_headers = 0\nadd_request_id_header = 0\n", true);
+  CHECK(no_ids.exit_code == 0);
+  auto bare = get(port, "/alpha/main/");
+  CHECK(bare.status == 200);
+  CHECK(bare.headers.count("x-request-id") == 0);
+  CHECK(app_answer(bare)["request_id"].is_null());
+
+  // A broken file: the reload fails naming file and line, and the running settings stay.
+  auto broken = reload("[nginx]\nadd_request_id_header = maybe\n", false);
+  CHECK(broken.exit_code == 1);
+  CHECK(broken.err.find(home.path() + "/config/mfserv.ini:2") != std::string::npos);
+  CHECK(broken.err.find("add_request_id_header") != std::string::npos);
+  CHECK(broken.err.find("the running settings stay") != std::string::npos);
+  auto still = get(port, "/alpha/main/");
+  CHECK(still.status == 200);
+  CHECK(still.headers.count("x-request-id") == 0);
+
+  // nginx's user only changes at the next run (the worker sockets' group follows it).
+  auto user = reload("[nginx]\nuser = nobody\n", true);
+  CHECK(user.exit_code == 0);
+  CHECK(user.err.find("user: takes effect at the next `mfserv run`") != std::string::npos);
+  auto full = get(port, "/alpha/main/");
+  CHECK(forwarded(full, "X-Forwarded-For") == "127.0.0.1");
+  CHECK(is_hex_id(full.headers["x-request-id"]));
+
+  CHECK(worker_pids(home) == workers);  // no reload restarted a worker
+  CHECK(home.stop().exit_code == 0);
+  // The access log keeps the request id even when no header carries it.
+  for (const auto& line : access_log(home)) {
+    if (line["plugin"] == "alpha") {
+      CHECK(is_hex_id(line["request_id"].get<std::string>()));
+    }
   }
 }
 

@@ -379,6 +379,22 @@ TEST_CASE("the built-in endpoints, virtual domains and request ids", "[nginx-gen
           std::string::npos);
   }
 
+  SECTION("with add_request_id_header off no id reaches the app or the client but the log") {
+    front.add_request_id_header = false;
+    write_conf(render(front, {app}), tmp.path());
+    testing::RunningNginx running(nginx, tmp.path() + "/nginx.conf", front.error_log, port);
+    auto response = testing::http_get(port, "/foo/main/x");
+    CHECK(response.status == 200);
+    CHECK(response.header("X-Request-Id").empty());
+    CHECK(response.body.find("x-request-id=\n") != std::string::npos);
+    running.stop();
+    auto log = mfserv::read_file(front.access_log);
+    REQUIRE(log.ok());
+    const size_t at = log->find("\"request_id\":\"");
+    REQUIRE(at != std::string::npos);
+    CHECK(log->find('"', at + 14) == at + 14 + 32);  // a generated 32-digit id
+  }
+
   SECTION("with accept_incoming_request_id the client's id is kept") {
     front.accept_incoming_request_id = true;
     write_conf(render(front, {app}), tmp.path());

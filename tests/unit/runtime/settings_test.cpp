@@ -33,6 +33,8 @@ TEST_CASE("no settings means the defaults", "[runtime][settings]") {
     CHECK(settings->client_max_body_size == "100m");
     CHECK(settings->timeout == 60);
     CHECK_FALSE(settings->accept_incoming_request_id);
+    CHECK(settings->add_x_forwarded_headers);
+    CHECK(settings->add_request_id_header);
     CHECK(settings->hostname.empty());
     CHECK(settings->log_format == LogFormat::json);
     CHECK(settings->nginx_user.empty());
@@ -47,6 +49,8 @@ TEST_CASE("every [nginx] key", "[runtime][settings]") {
       "client_max_body_size = 1G\n"
       "timeout = 120\n"
       "accept_incoming_request_id = yes\n"
+      "add_x_forwarded_headers = 0\n"
+      "add_request_id_header = off\n"
       "hostname = Web.Example.org\n"
       "log_format = combined\n"
       "user = root\n",
@@ -58,6 +62,8 @@ TEST_CASE("every [nginx] key", "[runtime][settings]") {
   CHECK(settings->client_max_body_size == "1G");
   CHECK(settings->timeout == 120);
   CHECK(settings->accept_incoming_request_id);
+  CHECK_FALSE(settings->add_x_forwarded_headers);
+  CHECK_FALSE(settings->add_request_id_header);
   CHECK(settings->hostname == "web.example.org");
   CHECK(settings->log_format == LogFormat::combined);
   CHECK(settings->nginx_user == "root");
@@ -85,6 +91,7 @@ TEST_CASE("a bad value names the file, line and key", "[runtime][settings]") {
       {"client_max_body_size = 1t", "client_max_body_size: invalid value '1t'"},
       {"timeout = -1", "timeout: invalid value '-1'"},
       {"accept_incoming_request_id = maybe", "accept_incoming_request_id: invalid value 'maybe'"},
+      {"add_x_forwarded_headers = 2", "add_x_forwarded_headers: invalid value '2'"},
       {"hostname = a;b", "hostname: invalid value 'a;b': expected a DNS name"},
       {"hostname = a b", "hostname: invalid value 'a b'"},
       {"hostname = ${host}", "hostname: invalid value '${host}'"},

@@ -347,7 +347,7 @@ int cmd_plugin_develop(const Globals& globals, const std::string& dir) {
   if (!installed->replaced_link.empty()) {
     fmt::print("it was linked to {} before\n", installed->replaced_link);
   }
-  warn_refused_sandbox(*home, installed->home);
+  warn_about_new_plugin(*home, installed->home);
   if (runtime::home_is_locked(*home)) {
     fmt::print("mfserv is running: `mfserv reload` starts this plugin\n");
   }

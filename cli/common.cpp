@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/control.hpp"
+#include "runtime/front.hpp"
 #include "runtime/worker_setup.hpp"
 
 namespace mfserv::cli {
@@ -43,10 +44,20 @@ int running_port(const runtime::Home& home) {
   return answer ? (*answer)["service"].value("port", 0) : 0;
 }
 
-void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir) {
+void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_dir) {
   auto load = images::load_plugin(plugin_dir, home.load_options());
   if (!load.plugin) {
     return;  // its errors were reported by develop/install already
+  }
+  // Its routes against the other plugins', either way: its own claims dropped, or another
+  // plugin's claims on its URLs.
+  std::vector<runtime::DroppedClaim> dropped;
+  (void)runtime::front_routes(
+      home, images::load_plugins(home.plugins_dir(), home.load_options()).plugins, &dropped);
+  for (const auto& drop : dropped) {
+    if (drop.plugin == load.plugin->name || drop.owner == load.plugin->name) {
+      fmt::print(stderr, "mfserv: warning: {}\n", drop.message);
+    }
   }
   for (const auto& app : load.plugin->apps) {
     if (auto st = runtime::check_sandbox_policy(home, *load.plugin, app); !st) {
@@ -64,6 +75,11 @@ std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {
   }
   if (report.has_errors()) {
     fmt::print(stderr, "mfserv: plugins with errors are skipped; the others run\n");
+  }
+  std::vector<runtime::DroppedClaim> dropped;
+  (void)runtime::front_routes(home, report.plugins, &dropped);
+  for (const auto& drop : dropped) {
+    fmt::print(stderr, "mfserv: warning: {}\n", drop.message);
   }
   return std::move(report.plugins);
 }

@@ -22,8 +22,9 @@ std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& h
 // 0 when none runs or it does not answer.
 int running_port(const runtime::Home& home);
 // After `plugin develop` or `plugin install`: warns now about each app of the plugin in
-// PLUGIN_DIR whose config.ini widens its own sandbox, refused at start only otherwise.
-void warn_refused_sandbox(const runtime::Home& home, const std::string& plugin_dir);
+// PLUGIN_DIR whose config.ini widens its own sandbox, refused at start only otherwise, and
+// about each extra route or vhost dropped between it and the other plugins.
+void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_dir);
 // Prints every diagnostic; returns the plugins that loaded.
 std::vector<images::PluginConfig> load_and_report(const runtime::Home& home);
 

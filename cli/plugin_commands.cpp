@@ -151,7 +151,7 @@ int cmd_plugin_install(const Globals& globals, const std::string& file, bool for
     return k_exit_error;
   }
   print_warnings(installed->warnings);
-  warn_refused_sandbox(*home, installed->plugin.home);
+  warn_about_new_plugin(*home, installed->plugin.home);
   if (installed->legacy_manifest) {
     fmt::print(stderr,
                "mfserv: warning: {} was built by MFSERV: its files were checked against "

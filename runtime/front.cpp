@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
@@ -103,8 +104,86 @@ std::vector<Fragment> front_fragments(const Home& home,
   return fragments;
 }
 
+namespace {
+
+// "b" for "/b/c", "" for "/".
+std::string first_segment(const std::string& route) {
+  const size_t end = route.find('/', 1);
+  return route.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+}
+
+std::string label_of(const nginx::AppRoute& route) {
+  return route.plugin + "/" + route.app;
+}
+
+// See front_routes(): drops the extra routes and vhosts that belong to another plugin or that
+// an earlier app claims.
+void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClaim>& dropped) {
+  std::map<std::string, std::string> segment_owner;  // a plugin's name -> that plugin
+  std::map<std::string, std::string> vhost_prefix;   // "APP.PLUGIN." -> PLUGIN
+  for (const auto& route : routes) {
+    if (route.prefix_routing) {
+      segment_owner[route.plugin] = route.plugin;
+    }
+    if (route.virtualdomain_routing) {
+      vhost_prefix[route.app + "." + route.plugin + "."] = route.plugin;
+    }
+  }
+  std::map<std::string, const nginx::AppRoute*> route_claims;
+  std::map<std::string, const nginx::AppRoute*> vhost_claims;
+  for (auto& route : routes) {
+    // Records a drop in favour of OWNER; false, for erase_if's sake.
+    auto drop = [&](const std::string& owner, const std::string& what) {
+      dropped.push_back(
+          {route.plugin, owner, "plugin " + route.plugin + ", app " + route.app + ": " + what});
+      return false;
+    };
+    auto keep_route = [&](const std::string& extra) {
+      const std::string key = "(prefix_based_routing_extra_routes)";
+      auto owner = segment_owner.find(first_segment(extra));
+      if (owner != segment_owner.end() && owner->second != route.plugin) {
+        return drop(owner->second, fmt::format("extra route {} is under plugin {}'s URLs (/{}/): "
+                                               "ignored {}",
+                                               extra, owner->second, owner->second, key));
+      }
+      auto [claim, fresh] = route_claims.emplace(extra, &route);
+      if (!fresh && claim->second->plugin != route.plugin) {
+        return drop(claim->second->plugin,
+                    fmt::format("extra route {} is already routed to {}: ignored {}", extra,
+                                label_of(*claim->second), key));
+      }
+      return true;
+    };
+    auto keep_vhost = [&](const std::string& vhost) {
+      const std::string key = "(virtualdomain_based_routing_extra_vhosts)";
+      for (const auto& [prefix, plugin] : vhost_prefix) {
+        if (plugin != route.plugin && vhost.compare(0, prefix.size(), prefix) == 0) {
+          return drop(plugin, fmt::format("extra vhost {} is one of plugin {}'s virtual domains: "
+                                          "ignored {}",
+                                          vhost, plugin, key));
+        }
+      }
+      auto [claim, fresh] = vhost_claims.emplace(vhost, &route);
+      if (!fresh && claim->second != &route) {
+        return drop(claim->second->plugin,
+                    fmt::format("extra vhost {} is already served by {}: ignored {}", vhost,
+                                label_of(*claim->second), key));
+      }
+      return true;
+    };
+    std::erase_if(route.extra_routes, [&](const std::string& extra) { return !keep_route(extra); });
+    if (route.virtualdomain_routing) {
+      std::erase_if(route.extra_vhosts,
+                    [&](const std::string& vhost) { return !keep_vhost(vhost); });
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<nginx::AppRoute> front_routes(const Home& home,
-                                          const std::vector<images::PluginConfig>& plugins) {
+                                          const std::vector<images::PluginConfig>& plugins,
+                                          std::vector<DroppedClaim>* dropped) {
   std::vector<nginx::AppRoute> routes;
   for (const auto& plugin : plugins) {
     int app_count = 0;
@@ -146,6 +225,11 @@ std::vector<nginx::AppRoute> front_routes(const Home& home,
       }
       routes.push_back(std::move(route));
     }
+  }
+  std::vector<DroppedClaim> drops;
+  settle_claims(routes, drops);
+  if (dropped) {
+    *dropped = std::move(drops);
   }
   return routes;
 }

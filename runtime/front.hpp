@@ -52,8 +52,22 @@ std::string worker_socket_path(const Home& home, const std::string& plugin, cons
                                int wid);
 
 nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings);
+
+// An extra route or extra vhost front_routes() left out: it lies in another plugin's URLs, or
+// an earlier app (plugins in load order) claims it already.
+struct DroppedClaim {
+  std::string plugin;  // whose claim was dropped
+  std::string owner;   // the plugin that keeps it
+  std::string message;
+};
+
+// Who routes what across plugins: the URLs under /PLUGIN and the virtual domains
+// APP.PLUGIN.* belong to PLUGIN, so an extra route or extra vhost another plugin declares
+// there is dropped (installing a plugin never lets another one answer for it); a route or
+// vhost two apps declare goes to the first. DROPPED, when given, receives one entry a drop.
 std::vector<nginx::AppRoute> front_routes(const Home& home,
-                                          const std::vector<images::PluginConfig>& plugins);
+                                          const std::vector<images::PluginConfig>& plugins,
+                                          std::vector<DroppedClaim>* dropped = nullptr);
 
 // The apps' nginx fragments as checked at load, each with the file nginx.conf includes it
 // from (HOME/run/fragments, named after its content): writing these copies, never including

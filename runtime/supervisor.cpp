@@ -184,6 +184,8 @@ class Supervisor::Impl {
   UniqueFd m_lock;
   std::unique_ptr<isolation::CgroupBackend> m_cgroups;
   std::string m_nginx_binary;
+  // The extra routes and vhosts the last nginx.conf left out (see front_routes).
+  std::vector<DroppedClaim> m_dropped_claims;
   std::vector<std::unique_ptr<Group>> m_groups;  // apps and daemons, then nginx last
   Group* m_nginx = nullptr;
   gid_t m_nginx_gid = static_cast<gid_t>(-1);
@@ -577,7 +579,10 @@ Status Supervisor::Impl::write_nginx_conf() {
   // Apps that cannot start keep their routes (nginx answers 502, not 404), but never with a
   // socket path nginx would reject (too long for sun_path): one bad app must not make the
   // whole config invalid.
-  auto routes = front_routes(home, m_plugins);
+  auto routes = front_routes(home, m_plugins, &m_dropped_claims);
+  for (const auto& drop : m_dropped_claims) {
+    m_log.warn(drop.message);
+  }
   for (auto& route : routes) {
     auto& sockets = route.sockets;
     sockets.erase(std::remove_if(sockets.begin(), sockets.end(),
@@ -1668,6 +1673,9 @@ nlohmann::json Supervisor::Impl::reload() {
   }
   auto before = read_file(home.nginx_conf());
   auto st = write_nginx_conf();
+  for (const auto& drop : m_dropped_claims) {
+    diagnostics.push_back(drop.message);
+  }
   auto after = read_file(home.nginx_conf());
   bool changed = !before || !after || *before != *after;
   if (!st) {

@@ -216,6 +216,57 @@ TEST_CASE("every routing mode answers through nginx and a real worker",
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a plugin never answers for another plugin's URLs: its extra routes there are dropped",
+          "[integration][root][nginx]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1,
+                                          "prefix_based_routing_extra_routes = "
+                                          "/beta/login;/betamax;/\n"));
+  home.add_plugin("beta", testapp_plugin(1));
+  const int port = free_port();
+  auto started = home.start(port);
+  INFO(started.out << started.err);
+  REQUIRE(started.exit_code == 0);
+  CHECK(started.err.find("warning: plugin alpha, app main: extra route /beta/login is under "
+                         "plugin beta's URLs (/beta/): ignored") != std::string::npos);
+  CHECK(answered_by(get(port, "/beta/login")) == "beta/main");
+  CHECK(answered_by(get(port, "/beta/login/x")) == "beta/main");
+  CHECK(answered_by(get(port, "/betamax/x")) == "alpha/main");
+  CHECK(answered_by(get(port, "/")) == "alpha/main");
+
+  // Added later, a plugin's claims on alpha's URLs and on "/" are dropped too: said at once by
+  // `plugin develop`, again by the reload that applies it.
+  const std::string gamma = home.add_plugin(
+      "gamma", testapp_plugin(1, "prefix_based_routing_extra_routes = /alpha/admin;/\n"));
+  CHECK(run_mfserv({home.home_arg(), "plugin", "uninstall", "gamma"}).exit_code == 0);
+  auto developed = run_mfserv({home.home_arg(), "plugin", "develop", gamma});
+  INFO(developed.err);
+  CHECK(developed.exit_code == 0);
+  CHECK(developed.err.find("plugin gamma, app main: extra route /alpha/admin is under plugin "
+                           "alpha's URLs (/alpha/): ignored") != std::string::npos);
+  CHECK(developed.err.find("plugin gamma, app main: extra route / is already routed to "
+                           "alpha/main: ignored") != std::string::npos);
+  const auto old_workers = home.nginx_workers();
+  auto reloaded = run_mfserv({home.home_arg(), "reload"});
+  INFO(reloaded.out << reloaded.err);
+  CHECK(reloaded.exit_code == 0);
+  CHECK(reloaded.err.find("extra route /alpha/admin is under plugin alpha's URLs") !=
+        std::string::npos);
+  CHECK(wait_until(
+      [&] {
+        return std::none_of(old_workers.begin(), old_workers.end(),
+                            [](pid_t pid) { return ::kill(pid, 0) == 0; });
+      },
+      10s));
+  CHECK(answered_by(get(port, "/gamma/main/")) == "gamma/main");
+  CHECK(answered_by(get(port, "/alpha/admin")) == "alpha/main");
+  CHECK(answered_by(get(port, "/")) == "alpha/main");
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("C13 end to end: static files for every app prefix and static prefix",
           "[integration][root][nginx][C13]") {
   if (!require_root()) {

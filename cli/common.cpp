@@ -60,6 +60,14 @@ void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_
     }
   }
   for (const auto& app : load.plugin->apps) {
+    if (app.kind == images::AppConfig::Kind::App && app.numprocesses > 0) {
+      if (auto st = runtime::check_worker_socket_path(home, load.plugin->name, app.name,
+                                                      app.numprocesses);
+          !st) {
+        fmt::print(stderr, "mfserv: warning: {} (it will not start until then)\n",
+                   st.error().describe());
+      }
+    }
     if (auto st = runtime::check_sandbox_policy(home, *load.plugin, app); !st) {
       fmt::print(stderr, "mfserv: warning: {} ({} will not start until then)\n",
                  st.error().describe(), load.plugin->name + "/" + app.name);

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +56,19 @@ std::string default_hostname() {
     return name;
   }
   return "localhost";
+}
+
+Status check_worker_socket_path(const Home& home, const std::string& plugin, const std::string& app,
+                                int wid) {
+  const std::string path = worker_socket_path(home, plugin, app, wid);
+  constexpr size_t k_max = sizeof(sockaddr_un{}.sun_path) - 1;
+  if (path.size() <= k_max) {
+    return {};
+  }
+  return Error(fmt::format(
+      "{}/{}: its worker socket {} is {} bytes, over the {} a unix socket allows: shorten the "
+      "plugin or app name by {} characters, or use a shorter home ({} takes {})",
+      plugin, app, path, path.size(), k_max, path.size() - k_max, home.root, home.root.size()));
 }
 
 nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings) {

@@ -10,6 +10,7 @@
 #include "images/plugin.hpp"
 #include "nginx-gen/nginx_conf.hpp"
 #include "runtime/home.hpp"
+#include "util/result.hpp"
 
 namespace mfserv::runtime {
 
@@ -50,6 +51,11 @@ std::string default_hostname();
 // The unix socket of worker WID (1-based) of an app, MFSERV's naming.
 std::string worker_socket_path(const Home& home, const std::string& plugin, const std::string& app,
                                int wid);
+
+// An error when the socket of worker WID of PLUGIN/APP would not fit in a unix socket
+// address (107 bytes): how many characters to take off the names, or off the home.
+Status check_worker_socket_path(const Home& home, const std::string& plugin, const std::string& app,
+                                int wid);
 
 nginx::FrontConfig front_config(const Home& home, const FrontSettings& settings);
 

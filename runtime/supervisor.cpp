@@ -523,6 +523,14 @@ Status Supervisor::Impl::prepare_group_sandbox(Group& group) {
 }
 
 Status Supervisor::Impl::open_worker_socket(Process& process) {
+  const Group& group = *process.group;
+  if (group.plugin && group.app) {
+    if (auto st = check_worker_socket_path(m_options.home, group.plugin->name, group.app->name,
+                                           process.wid);
+        !st) {
+      return st;
+    }
+  }
   auto fd = bind_worker_socket(process.socket_path, process.socket_ino);
   if (!fd) {
     return fd.error();

@@ -94,16 +94,24 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
        fmt::format("{}, /__health {}", nginx.is_object() ? nginx.value("state", "?") : "absent",
                    health.status ? std::to_string(health.status) : health.error)});
 
-  // Processes, per app: every worker running, none crash-looping.
-  std::map<std::string, std::pair<int, int>> running;  // label -> (running, total)
+  // Processes, per app: every worker running, none crash-looping. Workers an operator stopped
+  // (`mfserv stop PLUGIN[/APP]`) are not a fault, but the detail says so: the app may not serve.
+  struct Counts {
+    int up = 0;
+    int total = 0;
+    int held = 0;
+  };
+  std::map<std::string, Counts> running;
   std::map<std::string, std::string> problems;
   for (const auto& row : (*ps)["processes"]) {
     std::string label = row["plugin"].get<std::string>() + "/" + row["app"].get<std::string>();
-    auto& [up, total] = running[label];
-    ++total;
+    Counts& counts = running[label];
+    ++counts.total;
     if (row["state"] == "running") {
-      ++up;
-    } else if (!row.value("held", false)) {
+      ++counts.up;
+    } else if (row.value("held", false)) {
+      ++counts.held;
+    } else {
       std::string error = row.value("error", std::string());
       problems[label] = fmt::format(
           "worker {} is {}{}{}", row["worker"].get<int>(), row["state"].get<std::string>(),
@@ -116,10 +124,13 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
   }
   for (const auto& [label, counts] : running) {
     auto problem = problems.find(label);
+    std::string detail = fmt::format("{}/{} workers running", counts.up, counts.total);
+    if (counts.held > 0) {
+      detail +=
+          fmt::format(", {} stopped by `mfserv stop` until `mfserv start {}`", counts.held, label);
+    }
     checks.push_back({label, "processes", problem == problems.end(),
-                      problem == problems.end()
-                          ? fmt::format("{}/{} workers running", counts.first, counts.second)
-                          : problem->second});
+                      problem == problems.end() ? detail : problem->second});
   }
 
   // The plugins' own HTTP checks, through nginx as a client would.

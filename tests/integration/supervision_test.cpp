@@ -577,6 +577,12 @@ TEST_CASE("stop and start PLUGIN/APP: held workers stay down, the rest serve",
     }
   }
   CHECK(stopped_rows == 2);
+  // Held on purpose is not a fault for `status`, but it says the app is down and why.
+  auto status = run_mfserv({home.home_arg(), "status"});
+  INFO(status.out << status.err);
+  CHECK(status.exit_code == 0);
+  CHECK(status.out.find("0/2 workers running, 2 stopped by `mfserv stop` until `mfserv start "
+                        "alpha/main`") != std::string::npos);
   REQUIRE(run_mfserv({home.home_arg(), "start", "alpha"}).exit_code == 0);
   REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 10s));
   CHECK(http_get(port, "/alpha/main/").status == 200);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +28,7 @@
 #include "runtime/settings.hpp"
 #include "runtime/status.hpp"
 #include "runtime/supervisor.hpp"
+#include "runtime/worker_setup.hpp"
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -306,6 +308,63 @@ int cmd_exec(const Globals& globals, const std::string& target,
     return home_is_running(*home) ? k_exit_error : k_exit_not_running;
   }
   return *code;
+}
+
+int cmd_logs(const Globals& globals, const std::string& target, int lines, bool follow) {
+  auto home = open_home(globals);
+  if (!home) {
+    return k_exit_error;
+  }
+  const auto slash = target.find('/');
+  const std::string plugin_name = target.substr(0, slash);
+  const std::string app_name = slash == std::string::npos ? "" : target.substr(slash + 1);
+  auto report = images::load_plugins(home->plugins_dir(), home->load_options());
+  auto plugin = std::find_if(report.plugins.begin(), report.plugins.end(),
+                             [&](const auto& p) { return p.name == plugin_name; });
+  if (plugin == report.plugins.end()) {
+    print_error(
+        fmt::format("no plugin '{}' in {} (see `mfserv plugin list`)", plugin_name, home->root));
+    return k_exit_error;
+  }
+  std::vector<std::string> files;
+  std::vector<std::string> names;
+  for (const auto& app : plugin->apps) {
+    names.push_back(app.kind == images::AppConfig::Kind::App ? app.name : app.section);
+    if (app_name.empty() || app_name == names.back()) {
+      files.push_back(runtime::app_log_path(*home, *plugin, app));
+    }
+  }
+  if (files.empty()) {
+    print_error(fmt::format("plugin {} has no app '{}'; its apps: {}", plugin_name, app_name,
+                            fmt::join(names, ", ")));
+    return k_exit_error;
+  }
+  std::erase_if(files, [](const std::string& file) { return !path_exists(file); });
+  if (files.empty() && !follow) {
+    print_error(fmt::format("no log yet for {} in {}/log: it is written once a worker runs", target,
+                            home->root));
+    return k_exit_error;
+  }
+  if (files.empty()) {  // follow: tail -F waits for the file
+    for (const auto& app : plugin->apps) {
+      files.push_back(runtime::app_log_path(*home, *plugin, app));
+    }
+  }
+  // tail(1): -F follows each file by name, through log rotation and re-creation.
+  std::vector<std::string> argv = {"tail", "-n", std::to_string(lines)};
+  if (follow) {
+    argv.push_back("-F");
+  }
+  argv.insert(argv.end(), files.begin(), files.end());
+  std::vector<char*> raw;
+  for (auto& arg : argv) {
+    raw.push_back(arg.data());
+  }
+  raw.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execvp("tail", raw.data());
+  print_error(std::string("running tail failed: ") + std::strerror(errno));
+  return k_exit_error;
 }
 
 int cmd_nginx_conf(const Globals& globals, int port) {

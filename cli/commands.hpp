@@ -34,6 +34,8 @@ int cmd_status(const Globals& globals);
 int cmd_nginx_conf(const Globals& globals, int port);
 int cmd_exec(const Globals& globals, const std::string& target,
              const std::vector<std::string>& command);
+// The last LINES lines of PLUGIN[/APP]'s log files (tail), then what follows when FOLLOW.
+int cmd_logs(const Globals& globals, const std::string& target, int lines, bool follow);
 int cmd_plugin_develop(const Globals& globals, const std::string& dir);
 int cmd_plugin_list(const Globals& globals);
 

@@ -40,6 +40,16 @@ int main(int argc, char** argv) {
   auto* ps = app.add_subcommand("ps", "one row per worker");
   ps->add_flag("--json", globals.json, "machine-readable output");
 
+  std::string logs_target;
+  int logs_lines = 100;
+  bool logs_follow = false;
+  auto* logs = app.add_subcommand("logs", "the log of PLUGIN[/APP]'s workers (HOME/log)");
+  logs->add_option("PLUGIN[/APP]", logs_target, "a plugin (all its apps and daemons) or one app")
+      ->required();
+  logs->add_option("-n,--lines", logs_lines, "how many last lines (default 100)")
+      ->check(CLI::NonNegativeNumber);
+  logs->add_flag("-f,--follow", logs_follow, "then print what is appended, until Ctrl-C");
+
   std::string exec_target;
   std::vector<std::string> exec_command;
   auto* exec = app.add_subcommand("exec", "run a command in an app's sandbox and cgroup");
@@ -135,6 +145,9 @@ int main(int argc, char** argv) {
   }
   if (ps->parsed()) {
     return cmd_ps(globals);
+  }
+  if (logs->parsed()) {
+    return cmd_logs(globals, logs_target, logs_lines, logs_follow);
   }
   if (exec->parsed()) {
     return cmd_exec(globals, exec_target, exec_command);

@@ -392,8 +392,7 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
   group->fingerprint = plugin_fingerprint(home, *plugin);
   group->label = plugin->name + "/" + (is_app ? app.name : app.section);
   group->cgroup = app_cgroup(home, *plugin, app);
-  group->log_path =
-      home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin->name + "_" + app.name + ".log";
+  group->log_path = app_log_path(home, *plugin, app);
   group->limits.memory_max = app.memory_max;
   group->limits.memory_high = app.memory_high;
   group->limits.swap_max = app.swap_max;

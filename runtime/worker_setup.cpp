@@ -133,6 +133,13 @@ Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin
                plugin.name + ".ini");
 }
 
+std::string app_log_path(const Home& home, const images::PluginConfig& plugin,
+                         const images::AppConfig& app) {
+  const bool is_app = app.kind == images::AppConfig::Kind::App;
+  return home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin.name + "_" + app.name +
+         ".log";
+}
+
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
                        const images::AppConfig& app) {
   return home.cgroup_root() + "/" + plugin.name + "/" + app.section;

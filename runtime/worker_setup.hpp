@@ -48,6 +48,11 @@ std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plu
 Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,
                             const images::AppConfig& app);
 
+// HOME/log/app_PLUGIN_APP.log, or extra_PLUGIN_NAME.log for an [extra_daemon_NAME]: every
+// worker's stdout and stderr, appended.
+std::string app_log_path(const Home& home, const images::PluginConfig& plugin,
+                         const images::AppConfig& app);
+
 // The app's cgroup, relative to the hierarchy root.
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,
                        const images::AppConfig& app);

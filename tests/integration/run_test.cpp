@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -316,6 +318,54 @@ TEST_CASE("a plugin name too long for its socket: develop and ps say which name 
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].value("error", std::string()).find("shorten the plugin or app name by") !=
         std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration][root][logs]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1, "") +
+                               "[extra_daemon_ticker]\n_cmd_and_args = /bin/sh -c 'echo line-1; "
+                               "echo line-2; echo line-3; exec sleep 600'\n");
+  const std::string log = home.path() + "/log/extra_alpha_ticker.log";
+  auto missing = run_mfserv({home.home_arg(), "logs", "alpha/extra_daemon_ticker"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("no log yet for alpha/extra_daemon_ticker") != std::string::npos);
+
+  REQUIRE(home.start(free_port()).exit_code == 0);
+  REQUIRE(wait_until([&] { return read_text(log).find("line-3") != std::string::npos; }, 10s));
+
+  auto last = run_mfserv({home.home_arg(), "logs", "-n", "2", "alpha/extra_daemon_ticker"});
+  CHECK(last.exit_code == 0);
+  CHECK(last.out == "line-2\nline-3\n");
+  // The whole plugin: each of its files under a header.
+  auto all = run_mfserv({home.home_arg(), "logs", "alpha"});
+  CHECK(all.exit_code == 0);
+  CHECK(all.out.find("==> " + home.path() + "/log/app_alpha_main.log <==") != std::string::npos);
+  CHECK(all.out.find("==> " + log + " <==\nline-1\nline-2\nline-3\n") != std::string::npos);
+
+  auto no_app = run_mfserv({home.home_arg(), "logs", "alpha/nope"});
+  CHECK(no_app.exit_code == 1);
+  CHECK(no_app.err.find("plugin alpha has no app 'nope'; its apps: main, extra_daemon_ticker") !=
+        std::string::npos);
+  auto no_plugin = run_mfserv({home.home_arg(), "logs", "nope"});
+  CHECK(no_plugin.exit_code == 1);
+  CHECK(no_plugin.err.find("no plugin 'nope' in " + home.path()) != std::string::npos);
+
+  // -f prints what is appended later, until stopped.
+  auto following = std::async(std::launch::async, [&] {
+    return run_command({"timeout", "3", MFSERV_BINARY, home.home_arg(), "logs", "-f", "-n", "0",
+                        "alpha/extra_daemon_ticker"});
+  });
+  std::this_thread::sleep_for(1s);
+  {
+    std::ofstream out(log, std::ios::app);
+    out << "line-4 appended\n";
+  }
+  auto followed = following.get();
+  CHECK(followed.out == "line-4 appended\n");
   CHECK(home.stop().exit_code == 0);
 }
 

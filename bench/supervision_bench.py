@@ -154,6 +154,32 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def cpu_busy(seconds=1.0):
+    """Fraction of the host's CPU time spent busy over SECONDS (all CPUs, from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_cpu_quiet(tool, max_busy=0.10, timeout=90.0):
+    """Waits (bounded) until the host is nearly idle, so that both tools' restarts are timed
+    under the same conditions rather than in the wake of a start-up burst. Returns the last
+    busy fraction seen."""
+    deadline = now() + timeout
+    busy = cpu_busy()
+    while busy > max_busy and now() < deadline:
+        busy = cpu_busy()
+    log(f"{tool}: host CPU {busy * 100:.0f}% busy before the kills"
+        + ("" if busy <= max_busy else f" (still above {max_busy * 100:.0f}% after {timeout:.0f} s)"))
+    return busy
+
+
 def thread_count(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -560,6 +586,7 @@ class Bench:
             self.ps()
             idle_calls.append(now() - started)
         r["mf_ps_idle_call_s"] = median(idle_calls)
+        r["mf_busy_before_kills"] = wait_cpu_quiet("mfserv")
         targets = self.kill_targets()
         r["mf_kills"] = restart_series("mfserv", [((p, 1), f"{p}/main w1") for p in targets],
                                        [((p, 2), f"{p}/main w2") for p in targets], lookup,
@@ -844,6 +871,7 @@ http {{
             plugin, _, worker = name.rpartition("_w")
             return info["pid"], info["statename"] == "RUNNING", self.sv_socket(plugin, int(worker))
 
+        r["sv_busy_before_kills"] = wait_cpu_quiet("supervisord")
         targets = self.kill_targets()
         r["sv_kills"] = restart_series("supervisord", [(f"{p}_w1", f"{p}_w1") for p in targets],
                                        [(f"{p}_w2", f"{p}_w2") for p in targets], lookup,
@@ -1005,6 +1033,10 @@ http {{
               f"{r.get('load_sv_start')}, supervisord idle {r.get('load_sv_idle')} "
               f"({os.cpu_count()} CPUs): anything above the benchmark's own load makes the times "
               "and the throughput noisy.")
+        busy = [r.get(k) for k in ("mf_busy_before_kills", "sv_busy_before_kills")]
+        print("- host CPU busy right before the kills (each series waits, up to 90 s, for <= "
+              "10%): mfserv " + ", supervisord ".join(
+                  "n/a" if b is None else f"{b * 100:.0f}%" for b in busy))
         print(f"- supervisor RSS after the {self.args.kills} kills: mfserv "
               f"{num(r.get('mf_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}, supervisord "
               f"{num(r.get('sv_rss_after_kills_kib', 0) / 1024, 2, ' MiB')}. mfserv also runs "
@@ -1045,7 +1077,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mfserv", required=True, help="the mfserv binary")
     parser.add_argument("--plugins", type=int, default=100)
-    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--idle", type=float, default=10.0, help="idle sample, seconds")
     parser.add_argument("--settle", type=float, default=5.0, help="wait before the idle sample")
     parser.add_argument("--between-kills", type=float, default=1.0)

@@ -185,16 +185,20 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
   for (const auto& line : answer->value("diagnostics", json::array())) {
     fmt::print(stderr, "mfserv: {}\n", line.get<std::string>());
   }
+  if (command == "reload") {
+    // What the reload did, failed or not: a broken mfserv.ini or plugin fails it, while the
+    // other plugins' changes still apply.
+    for (const char* what : {"started", "restarted", "stopped"}) {
+      for (const auto& label : answer->value(what, json::array())) {
+        fmt::print("{} {}\n", what, label.get<std::string>());
+      }
+    }
+  }
   if (!answer->value("ok", false)) {
     print_error(answer->value("error", std::string("failed")));
     return k_exit_error;
   }
   if (command == "reload") {
-    for (const char* what : {"started", "restarted", "stopped"}) {
-      for (const auto& label : (*answer)[what]) {
-        fmt::print("{} {}\n", what, label.get<std::string>());
-      }
-    }
     fmt::print("reloaded\n");
     return k_exit_ok;
   }
@@ -376,10 +380,14 @@ int cmd_nginx_conf(const Globals& globals, int port) {
   if (!settings) {
     return k_exit_error;
   }
-  if (port <= 0) {
-    if (int running = running_port(*home); running > 0) {
-      settings->port = running;  // `run --port` may have put it elsewhere: show its own
-    }
+  // A running instance keeps the port and nginx user it started with (`run --port`, and
+  // `reload` does not apply them): show its own.
+  const nlohmann::json running = running_service(*home);
+  if (port <= 0 && running.value("port", 0) > 0) {
+    settings->port = running["port"].get<int>();
+  }
+  if (running.contains("nginx_user")) {
+    settings->nginx_user = running["nginx_user"].get<std::string>();
   }
   auto plugins = load_and_report(*home);
   fmt::print("{}", nginx::render(runtime::front_config(*home, *settings),

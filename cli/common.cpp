@@ -36,12 +36,16 @@ std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& h
   return *settings;
 }
 
-int running_port(const runtime::Home& home) {
+nlohmann::json running_service(const runtime::Home& home) {
   if (!runtime::home_is_locked(home)) {
-    return 0;
+    return nlohmann::json::object();
   }
   auto answer = runtime::control_call(home, {{"cmd", "ps"}});
-  return answer ? (*answer)["service"].value("port", 0) : 0;
+  return answer ? (*answer)["service"] : nlohmann::json::object();
+}
+
+int running_port(const runtime::Home& home) {
+  return running_service(home).value("port", 0);
 }
 
 void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_dir) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "images/plugin.hpp"
 #include "runtime/home.hpp"
 #include "runtime/settings.hpp"
@@ -18,6 +20,9 @@ void print_error(const std::string& message);
 std::optional<runtime::Home> open_home(const std::string& home_option);
 // HOME/config/mfserv.ini, PORT > 0 overriding its port; nullopt (printed) when invalid.
 std::optional<runtime::FrontSettings> load_front_settings(const runtime::Home& home, int port);
+// The running supervisor's "service" object of `ps` (pid, port, nginx_user...): empty when no
+// supervisor answers.
+nlohmann::json running_service(const runtime::Home& home);
 // The port this home's running instance serves on (`run --port` may differ from mfserv.ini);
 // 0 when none runs or it does not answer.
 int running_port(const runtime::Home& home);

@@ -119,22 +119,25 @@ std::string request_id_variable(const FrontConfig& front) {
 
 // Connection (upstream keepalive) and Host always; the X-Forwarded-* family and X-Request-Id
 // unless mfserv.ini turns them off (MFSERV's add_x_forwarded_headers, add_request_id_header).
+// Off means none reaches the app, not the client's own: an app trusting X-Forwarded-For (a
+// proxy-fix middleware) must never see a value nginx did not set.
 std::vector<std::string> proxy_header_lines(const FrontConfig& front) {
   std::vector<std::string> lines = {
       "proxy_set_header Connection \"\";",
       "proxy_set_header Host $mfserv_host;",
   };
-  if (front.add_x_forwarded_headers) {
-    lines.insert(lines.end(), {
-                                  "proxy_set_header X-Real-IP $remote_addr;",
-                                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-                                  "proxy_set_header X-Forwarded-Proto $scheme;",
-                                  "proxy_set_header X-Forwarded-Host $mfserv_host;",
-                              });
+  const std::vector<std::pair<std::string, std::string>> forwarded = {
+      {"X-Real-IP", "$remote_addr"},
+      {"X-Forwarded-For", "$proxy_add_x_forwarded_for"},
+      {"X-Forwarded-Proto", "$scheme"},
+      {"X-Forwarded-Host", "$mfserv_host"},
+  };
+  for (const auto& [name, value] : forwarded) {
+    lines.push_back("proxy_set_header " + name + " " +
+                    (front.add_x_forwarded_headers ? value : "\"\"") + ";");
   }
-  if (front.add_request_id_header) {
-    lines.push_back("proxy_set_header X-Request-Id " + request_id_variable(front) + ";");
-  }
+  lines.push_back("proxy_set_header X-Request-Id " +
+                  (front.add_request_id_header ? request_id_variable(front) : "\"\"") + ";");
   return lines;
 }
 

@@ -130,6 +130,19 @@ std::string label_of(const nginx::AppRoute& route) {
   return route.plugin + "/" + route.app;
 }
 
+// Where ROUTE's app serves its static files when ROUTE is EXTRA: "/a" + "/static" (the root
+// adds nothing), "" when that is ROUTE itself or there are none.
+std::string statics_under(const nginx::AppRoute& route, const std::string& extra) {
+  std::string prefix = route.static_url_prefix;
+  while (!prefix.empty() && prefix.back() == '/') {
+    prefix.pop_back();
+  }
+  if (!route.static_routing || route.static_dir.empty() || prefix.empty()) {
+    return "";
+  }
+  return (extra == "/" ? "" : extra) + (prefix.front() == '/' ? "" : "/") + prefix;
+}
+
 // See front_routes(): drops the extra routes and vhosts that belong to another plugin or that
 // an earlier app claims.
 void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClaim>& dropped) {
@@ -139,8 +152,8 @@ void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClai
     if (route.prefix_routing) {
       segment_owner[route.plugin] = route.plugin;
     }
-    if (route.virtualdomain_routing) {
-      vhost_prefix[route.app + "." + route.plugin + "."] = route.plugin;
+    if (route.virtualdomain_routing) {  // nginx compares server names in lower case
+      vhost_prefix[to_lower(route.app + "." + route.plugin + ".")] = route.plugin;
     }
   }
   std::map<std::string, const nginx::AppRoute*> route_claims;
@@ -160,6 +173,14 @@ void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClai
                                                "ignored {}",
                                                extra, owner->second, owner->second, key));
       }
+      const std::string statics = statics_under(route, extra);
+      owner = statics.empty() ? segment_owner.end() : segment_owner.find(first_segment(statics));
+      if (owner != segment_owner.end() && owner->second != route.plugin) {
+        return drop(owner->second,
+                    fmt::format("extra route {} would serve its static files at {} "
+                                "(_static_url_prefix), under plugin {}'s URLs (/{}/): ignored {}",
+                                extra, statics, owner->second, owner->second, key));
+      }
       auto [claim, fresh] = route_claims.emplace(extra, &route);
       if (!fresh && claim->second->plugin != route.plugin) {
         return drop(claim->second->plugin,
@@ -170,14 +191,15 @@ void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClai
     };
     auto keep_vhost = [&](const std::string& vhost) {
       const std::string key = "(virtualdomain_based_routing_extra_vhosts)";
+      const std::string name = to_lower(vhost);
       for (const auto& [prefix, plugin] : vhost_prefix) {
-        if (plugin != route.plugin && vhost.compare(0, prefix.size(), prefix) == 0) {
+        if (plugin != route.plugin && name.compare(0, prefix.size(), prefix) == 0) {
           return drop(plugin, fmt::format("extra vhost {} is one of plugin {}'s virtual domains: "
                                           "ignored {}",
                                           vhost, plugin, key));
         }
       }
-      auto [claim, fresh] = vhost_claims.emplace(vhost, &route);
+      auto [claim, fresh] = vhost_claims.emplace(name, &route);
       if (!fresh && claim->second != &route) {
         return drop(claim->second->plugin,
                     fmt::format("extra vhost {} is already served by {}: ignored {}", vhost,

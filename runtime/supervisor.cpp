@@ -1523,13 +1523,13 @@ std::vector<Group*> Supervisor::Impl::find_groups(const std::string& target, std
 // running setting and is the error returned ("" otherwise).
 std::string Supervisor::Impl::reload_settings(nlohmann::json& diagnostics) {
   auto warn = [&](const std::string& text) {
-    diagnostics.push_back(text);
+    diagnostics.push_back("warning: " + text);
     m_log.warn("reload: " + text);
   };
   auto settings = load_settings(m_options.home);
   if (!settings) {
-    std::string error =
-        settings.error().describe() + " (the running settings stay until it is fixed)";
+    std::string error = settings.error().describe() +
+                        " (the running settings stay until it is fixed; plugin changes apply)";
     m_log.error("reload: " + error);
     return error;
   }
@@ -1681,7 +1681,7 @@ nlohmann::json Supervisor::Impl::reload() {
   auto before = read_file(home.nginx_conf());
   auto st = write_nginx_conf();
   for (const auto& drop : m_dropped_claims) {
-    diagnostics.push_back(drop.message);
+    diagnostics.push_back("warning: " + drop.message);
   }
   auto after = read_file(home.nginx_conf());
   bool changed = !before || !after || *before != *after;
@@ -1986,6 +1986,7 @@ nlohmann::json Supervisor::Impl::ps_json() {
            {{"pid", ::getpid()},
             {"state", m_shutting_down ? "stopping" : (m_startup_reported ? "running" : "starting")},
             {"port", m_options.front.port},
+            {"nginx_user", m_options.front.nginx_user},  // as mfserv.ini said at `run`
             {"cgroup_mode", m_cgroups->mode()},
             {"home", m_options.home.root}}}};
 }

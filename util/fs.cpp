@@ -8,19 +8,29 @@
 #include <algorithm>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "util/unique_fd.hpp"
 
 namespace mfserv {
 
 Result<std::string> read_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO without a writer returns at once (then refused below).
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) {
     return Error::from_errno("opening " + path);
   }
-  return read_all(fd.get(), path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return Error::from_errno("reading " + path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Error(path + " is not a regular file");
+  }
+  return read_all(fd.get(), path, k_max_read_file);
 }
 
-Result<std::string> read_all(int fd, const std::string& what) {
+Result<std::string> read_all(int fd, const std::string& what, size_t max_bytes) {
   std::string content;
   char buffer[8192];
   for (;;) {
@@ -33,6 +43,9 @@ Result<std::string> read_all(int fd, const std::string& what) {
     }
     if (n == 0) {
       break;
+    }
+    if (content.size() + static_cast<size_t>(n) > max_bytes) {
+      return Error(fmt::format("{} is larger than {} bytes: not read", what, max_bytes));
     }
     content.append(buffer, static_cast<size_t>(n));
   }

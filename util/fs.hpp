@@ -11,9 +11,15 @@
 
 namespace mfserv {
 
+// The content of the regular file PATH (symlinks followed), at most k_max_read_file bytes.
+// Anything else is an error, never a wait: a FIFO or a device at a configuration path (a
+// plugin's config.ini, mfserv.ini) would otherwise block or feed the reader forever.
+constexpr size_t k_max_read_file = 16 * 1024 * 1024;
 Result<std::string> read_file(const std::string& path);
-// Everything FD gives until end of file (EINTR retried); WHAT names it in an error.
-Result<std::string> read_all(int fd, const std::string& what);
+// Everything FD gives until end of file (EINTR retried), at most MAX_BYTES; WHAT names it in
+// an error.
+Result<std::string> read_all(int fd, const std::string& what,
+                             size_t max_bytes = static_cast<size_t>(-1));
 // All of DATA to FD (EINTR and short writes retried); WHAT names it in an error.
 Status write_all(int fd, std::string_view data, const std::string& what);
 // Writes to PATH.tmp then renames over PATH, so readers see the old or the new file whole.

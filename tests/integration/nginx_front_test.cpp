@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -430,7 +431,8 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
 
   auto no_forwarded = reload("[nginx]\nadd_x_forwarded_headers = 0\n", true);
   CHECK(no_forwarded.exit_code == 0);
-  auto plain = get(port, "/alpha/main/");
+  // The client's own are not passed either: the app sees none.
+  auto plain = get(port, "/alpha/main/", "X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n");
   CHECK(forwarded(plain, "X-Real-IP") == "-");
   CHECK(forwarded(plain, "X-Forwarded-For") == "-");
   CHECK(forwarded(plain, "X-Forwarded-Proto") == "-");
@@ -440,20 +442,33 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
 
   auto no_ids = reload("[nginx]\nadd_x_forwarded_headers = 0\nadd_request_id_header = 0\n", true);
   CHECK(no_ids.exit_code == 0);
-  auto bare = get(port, "/alpha/main/");
+  auto bare = get(port, "/alpha/main/", "X-Request-Id: client-chosen\r\n");
   CHECK(bare.status == 200);
   CHECK(bare.headers.count("x-request-id") == 0);
   CHECK(app_answer(bare)["request_id"].is_null());
 
-  // A broken file: the reload fails naming file and line, and the running settings stay.
+  // A broken file: the reload fails naming file and line, and the running settings stay;
+  // a plugin added meanwhile still starts, and the output says so.
+  write_text(home.path() + "/plugins/beta/config.ini", testapp_plugin(1));
   auto broken = reload("[nginx]\nadd_request_id_header = maybe\n", false);
   CHECK(broken.exit_code == 1);
+  CHECK(broken.out.find("started beta/main") != std::string::npos);
   CHECK(broken.err.find(home.path() + "/config/mfserv.ini:2") != std::string::npos);
   CHECK(broken.err.find("add_request_id_header") != std::string::npos);
   CHECK(broken.err.find("the running settings stay") != std::string::npos);
   auto still = get(port, "/alpha/main/");
   CHECK(still.status == 200);
   CHECK(still.headers.count("x-request-id") == 0);
+  // A FIFO there used to block the supervisor for good (no writer ever comes).
+  const std::string ini = home.path() + "/config/mfserv.ini";
+  fs::remove(ini);
+  REQUIRE(::mkfifo(ini.c_str(), 0600) == 0);
+  auto fifo = run_mfserv({home.home_arg(), "reload"});
+  CHECK(fifo.exit_code == 1);
+  CHECK(fifo.err.find(ini + " is not a regular file") != std::string::npos);
+  CHECK(home.ps()["service"]["state"] == "running");
+  CHECK(get(port, "/alpha/main/").status == 200);
+  fs::remove(ini);
 
   // nginx's user only changes at the next run (the worker sockets' group follows it).
   auto user = reload("[nginx]\nuser = nobody\n", true);

@@ -126,3 +126,27 @@ TEST_CASE("a plugin never routes another plugin's URLs or virtual domains", "[ru
   CHECK(alone[0].extra_routes.size() == 5);
   CHECK(alone[0].extra_vhosts.size() == 2);
 }
+
+TEST_CASE("static prefixes and letter case do not get around route ownership", "[runtime][front]") {
+  const mfserv::runtime::Home home{"/srv/h"};
+  auto alpha = routed_plugin("alpha", {"/", "/docs"}, {"Main.Beta.Example.org", "WWW.example.org"});
+  alpha.apps[0].static_url_prefix = "/beta";  // "/" would serve statics at /beta
+  const std::vector<mfserv::images::PluginConfig> plugins = {
+      alpha, routed_plugin("beta", {}, {"www.example.org"})};
+  std::vector<mfserv::runtime::DroppedClaim> dropped;
+  auto routes = mfserv::runtime::front_routes(home, plugins, &dropped);
+  CHECK(route_of(routes, "alpha").extra_routes == std::vector<std::string>{"/docs"});
+  CHECK(route_of(routes, "alpha").extra_vhosts == std::vector<std::string>{"WWW.example.org"});
+  CHECK(route_of(routes, "beta").extra_vhosts.empty());
+  REQUIRE(dropped.size() == 3);
+  CHECK(dropped[0].message ==
+        "plugin alpha, app main: extra route / would serve its static files at /beta "
+        "(_static_url_prefix), under plugin beta's URLs (/beta/): ignored "
+        "(prefix_based_routing_extra_routes)");
+  CHECK(dropped[1].message ==
+        "plugin alpha, app main: extra vhost Main.Beta.Example.org is one of plugin beta's "
+        "virtual domains: ignored (virtualdomain_based_routing_extra_vhosts)");
+  CHECK(dropped[2].message ==
+        "plugin beta, app main: extra vhost www.example.org is already served by alpha/main: "
+        "ignored (virtualdomain_based_routing_extra_vhosts)");
+}

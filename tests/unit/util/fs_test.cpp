@@ -1,5 +1,6 @@
 #include "util/fs.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -25,5 +26,30 @@ TEST_CASE("list_subdirs lists directories only and not links to one", "[unit][ut
       CHECK(fs::is_directory("/sys/fs/cgroup/" + name));
     }
   }
+  fs::remove_all(root);
+}
+
+TEST_CASE("read_file reads regular files only and never waits", "[unit][util]") {
+  std::string root = fs::temp_directory_path() / ("mfserv-read-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root + "/dir");
+  REQUIRE(mfserv::write_file_atomic(root + "/file", "text\n").ok());
+  fs::create_symlink(root + "/file", root + "/link");
+  CHECK(*mfserv::read_file(root + "/file") == "text\n");
+  CHECK(*mfserv::read_file(root + "/link") == "text\n");
+  // A FIFO without a writer used to block the reader (the supervisor, on a reload).
+  REQUIRE(::mkfifo((root + "/fifo").c_str(), 0600) == 0);
+  auto fifo = mfserv::read_file(root + "/fifo");
+  REQUIRE_FALSE(fifo.ok());
+  CHECK(fifo.error().message() == root + "/fifo is not a regular file");
+  // A device that never ends, through a link.
+  fs::create_symlink("/dev/zero", root + "/zero");
+  auto zero = mfserv::read_file(root + "/zero");
+  REQUIRE_FALSE(zero.ok());
+  CHECK(zero.error().message() == root + "/zero is not a regular file");
+  CHECK_FALSE(mfserv::read_file(root + "/dir").ok());
+  CHECK_FALSE(mfserv::read_file(root + "/missing").ok());
+  // Files the kernel generates are regular files of size 0 that still have content.
+  CHECK(mfserv::read_file("/proc/self/mounts")->find(" / ") != std::string::npos);
   fs::remove_all(root);
 }

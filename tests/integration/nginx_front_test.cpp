@@ -474,6 +474,14 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
   auto user = reload("[nginx]\nuser = nobody\n", true);
   CHECK(user.exit_code == 0);
   CHECK(user.err.find("user: takes effect at the next `mfserv run`") != std::string::npos);
+  // nginx-conf shows the running instance's user, as nginx has it.
+  auto user_line = [](const std::string& conf) {
+    const size_t at = conf.find("\nuser ");
+    return at == std::string::npos ? std::string() : conf.substr(at, conf.find(';', at) - at);
+  };
+  auto shown = run_mfserv({home.home_arg(), "nginx-conf"});
+  CHECK_FALSE(user_line(shown.out).empty());
+  CHECK(user_line(shown.out) == user_line(read_text(home.path() + "/run/nginx.conf")));
   auto full = get(port, "/alpha/main/");
   CHECK(forwarded(full, "X-Forwarded-For") == "127.0.0.1");
   CHECK(is_hex_id(full.headers["x-request-id"]));

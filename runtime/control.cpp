@@ -1,6 +1,8 @@
 #include "runtime/control.hpp"
 
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -8,6 +10,9 @@
 
 #include <chrono>
 #include <cstring>
+
+#include "util/child_call.hpp"
+#include "util/strings.hpp"
 
 namespace mfserv::runtime {
 namespace {
@@ -95,6 +100,10 @@ Result<nlohmann::json> control_call(const Home& home, const nlohmann::json& requ
       return Error("no mfserv is running for home " + home.root +
                    " (start it with `mfserv --home " + home.root + " run`)");
     }
+    if (errno == EACCES || errno == EPERM) {
+      return Error("connecting to " + home.control_socket() +
+                   ": permission denied (root and members of the mfserv group may use it)");
+    }
     return Error::from_errno("connecting to " + home.control_socket());
   }
   write_all(fd.get(), request.dump() + "\n");
@@ -102,14 +111,46 @@ Result<nlohmann::json> control_call(const Home& home, const nlohmann::json& requ
   if (!line) {
     return line.error();
   }
+  nlohmann::json answer;
   try {
-    return nlohmann::json::parse(*line);
+    answer = nlohmann::json::parse(*line);
   } catch (const nlohmann::json::exception& e) {
     return Error(std::string("the supervisor sent an unreadable answer: ") + e.what());
   }
+  if (answer.is_object() && answer.value("refused", false)) {
+    return Error(answer.value("error", std::string("refused by the supervisor")));
+  }
+  return answer;
 }
 
-Result<UniqueFd> control_listen(const Home& home) {
+ControlAccess control_access() {
+  auto answer = call_in_child([]() -> Result<std::string> {
+    const struct group* gr = ::getgrnam("mfserv");
+    const struct passwd* pw = ::getpwnam("mfserv");
+    return std::to_string(gr ? static_cast<long long>(gr->gr_gid) : -1LL) + " " +
+           std::to_string(pw ? static_cast<long long>(pw->pw_uid) : -1LL);
+  });
+  ControlAccess access;
+  const auto fields = answer ? split(*answer, ' ') : std::vector<std::string>{};
+  if (fields.size() == 2 && fields[0] != "-1") {
+    access.operators_gid = static_cast<gid_t>(std::stoll(fields[0]));
+  }
+  if (fields.size() == 2 && fields[1] != "-1") {
+    access.workers_uid = static_cast<uid_t>(std::stoll(fields[1]));
+  }
+  return access;
+}
+
+uid_t control_peer_uid(int fd) {
+  struct ucred cred {};
+  socklen_t size = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) {
+    return static_cast<uid_t>(-1);
+  }
+  return cred.uid;
+}
+
+Result<UniqueFd> control_listen(const Home& home, gid_t operators_gid) {
   auto addr = socket_address(home.control_socket());
   if (!addr) {
     return addr.error();
@@ -128,6 +169,11 @@ Result<UniqueFd> control_listen(const Home& home) {
   ::umask(old_mask);
   if (rc != 0) {
     return Error::from_errno("binding the control socket " + home.control_socket());
+  }
+  if (operators_gid != static_cast<gid_t>(-1) &&
+      (::chown(home.control_socket().c_str(), 0, operators_gid) != 0 ||
+       ::chmod(home.control_socket().c_str(), 0660) != 0)) {
+    return Error::from_errno("opening the control socket to the mfserv group");
   }
   if (::listen(fd.get(), 16) != 0) {
     return Error::from_errno("listening on the control socket");

@@ -194,6 +194,7 @@ class Supervisor::Impl {
   sd_event* m_event = nullptr;
   std::vector<EventSource> m_signal_sources;
   UniqueFd m_control_fd;
+  ControlAccess m_control_access;
   EventSource m_control_watch;
   EventSource m_startup_timer;
   // After a reload of nginx: the workers of its previous configuration, still finishing
@@ -247,6 +248,11 @@ Status Supervisor::Impl::prepare_steps() {
     return lock.error();
   }
   m_lock = std::move(*lock);
+  // Operators in the mfserv group use the control socket and read the apps' logs (root
+  // alone can hand files over to a group).
+  if (::geteuid() == 0) {
+    m_control_access = control_access();
+  }
 
   std::string user = nginx_worker_user(m_options.front);
   if (!user.empty()) {
@@ -495,6 +501,10 @@ Status Supervisor::Impl::prepare_group_cgroup(Group& group) {
   if (!group.log_fd) {
     return Error::from_errno("opening the log file " + group.log_path);
   }
+  if (m_control_access.operators_gid != static_cast<gid_t>(-1) &&
+      ::fchown(group.log_fd.get(), 0, m_control_access.operators_gid) != 0) {
+    return Error::from_errno("handing the log file " + group.log_path + " to the mfserv group");
+  }
   return {};
 }
 
@@ -652,7 +662,7 @@ Status Supervisor::Impl::setup_event_loop() {
     }
     m_signal_sources.emplace_back(source);
   }
-  auto control = control_listen(m_options.home);
+  auto control = control_listen(m_options.home, m_control_access.operators_gid);
   if (!control) {
     return control.error();
   }
@@ -1871,13 +1881,21 @@ void Supervisor::Impl::on_control_connection() {
   }
   auto request = control_read_request(fd.get());
   nlohmann::json answer;
-  if (!request) {
+  // The workers' user is in the mfserv group (its primary group), and a sandbox hides the
+  // home, the socket with it; refused here as well, whatever path leads to the socket.
+  const uid_t peer = control_peer_uid(fd.get());
+  const bool refused = peer != 0 && peer == m_control_access.workers_uid;
+  if (refused) {
+    answer = {{"ok", false},
+              {"refused", true},
+              {"error", "the workers' user may not control mfserv (root or the mfserv group)"}};
+  } else if (!request) {
     answer = {{"ok", false}, {"error", request.error().describe()}};
   } else {
     answer = handle_request(*request);
   }
   control_write_answer(fd.get(), answer);
-  if (request && request->is_object() && request->value("cmd", "") == "stop" &&
+  if (!refused && request && request->is_object() && request->value("cmd", "") == "stop" &&
       request->value("target", "").empty()) {
     begin_shutdown("stop requested");
   }

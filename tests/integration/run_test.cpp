@@ -1,8 +1,11 @@
 // The walking skeleton end to end: the built mfserv, real nginx, real Python and Node
 // workers, real v1/v2 cgroups. Each test has its own home and port.
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -366,6 +369,60 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
   }
   auto followed = following.get();
   CHECK(followed.out == "line-4 appended\n");
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("the control socket serves root and the mfserv group but never the workers' user",
+          "[integration][root][control]") {
+  if (!require_root()) {
+    return;
+  }
+  const struct group* mfserv_group = ::getgrnam("mfserv");
+  const struct passwd* mfserv_user = ::getpwnam("mfserv");
+  REQUIRE(mfserv_group != nullptr);  // scripts/install-deps creates both
+  REQUIRE(mfserv_user != nullptr);
+  const std::string gid = std::to_string(mfserv_group->gr_gid);
+  const std::string worker_uid = std::to_string(mfserv_user->pw_uid);
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1));
+  REQUIRE(home.start(free_port()).exit_code == 0);
+  struct stat st {};
+  REQUIRE(::stat((home.path() + "/run/control.sock").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+  CHECK(st.st_gid == mfserv_group->gr_gid);
+
+  // setpriv: another uid, with or without the mfserv group, as an operator's login would be.
+  auto as = [&](const std::string& uid, const std::string& groups,
+                const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"setpriv", "--reuid=" + uid, "--regid=" + uid};
+    argv.push_back(groups.empty() ? "--clear-groups" : "--groups=" + groups);
+    argv.push_back(MFSERV_BINARY);
+    argv.push_back(home.home_arg());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+  auto operator_ps = as("4242", gid, {"ps", "--json"});
+  INFO(operator_ps.err);
+  CHECK(operator_ps.exit_code == 0);
+  CHECK(operator_ps.out.find("\"alpha\"") != std::string::npos);
+  CHECK(as("4242", gid, {"restart", "alpha"}).exit_code == 0);
+  auto operator_logs = as("4242", gid, {"logs", "alpha"});
+  INFO(operator_logs.err);
+  CHECK(operator_logs.exit_code == 0);
+
+  auto stranger = as("4242", "", {"ps"});
+  CHECK(stranger.exit_code == 1);
+  CHECK(stranger.err.find("permission denied (root and members of the mfserv group may use it)") !=
+        std::string::npos);
+
+  // The workers' own user is in the group (its primary one), and is refused by the supervisor.
+  for (const char* command : {"ps", "stop"}) {
+    auto worker = as(worker_uid, gid, {command});
+    INFO(command << ": " << worker.err);
+    CHECK(worker.exit_code != 0);
+    CHECK(worker.err.find("the workers' user may not control mfserv") != std::string::npos);
+  }
+  CHECK(home.ps()["service"]["state"] == "running");
   CHECK(home.stop().exit_code == 0);
 }
 

@@ -294,36 +294,6 @@ TEST_CASE("a broken plugin is reported with file, line and key while the good on
   CHECK(home.stop().exit_code == 0);
 }
 
-TEST_CASE("a plugin name too long for its socket: develop and ps say which name to shorten",
-          "[integration][root][config]") {
-  if (!require_root()) {
-    return;
-  }
-  TempHome home;
-  home.add_plugin("good", testapp_plugin(1));
-  const std::string name(100, 'p');
-  const std::string dir = home.add_plugin(name, testapp_plugin(1));
-  // add_plugin keeps no output: develop it again to read what develop says.
-  REQUIRE(run_mfserv({home.home_arg(), "plugin", "uninstall", name}).exit_code == 0);
-  auto developed = run_mfserv({home.home_arg(), "plugin", "develop", dir});
-  INFO(developed.err);
-  CHECK(developed.exit_code == 0);
-  CHECK(developed.err.find("warning: " + name + "/main: its worker socket") != std::string::npos);
-  CHECK(developed.err.find("shorten the plugin or app name by") != std::string::npos);
-  CHECK(developed.err.find("it will not start until then") != std::string::npos);
-
-  const int port = free_port();
-  auto started = home.start(port);
-  INFO(started.err);
-  CHECK(http_get(port, "/good/main/").status == 200);
-  const nlohmann::json ps = home.ps();
-  auto rows = rows_of(ps, name);
-  REQUIRE(rows.size() == 1);
-  CHECK(rows[0].value("error", std::string()).find("shorten the plugin or app name by") !=
-        std::string::npos);
-  CHECK(home.stop().exit_code == 0);
-}
-
 TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration][root][logs]") {
   if (!require_root()) {
     return;

@@ -681,12 +681,30 @@ TEST_CASE("an app whose socket cannot be made fails alone while the others serve
   }
   TempHome home;
   home.add_plugin("good", testapp_plugin(1));
-  home.add_plugin(std::string(100, 'n'), testapp_plugin(1));  // socket path over 108 bytes
+  const std::string name(100, 'n');  // socket path over 108 bytes
+  const std::string dir = home.add_plugin(name, testapp_plugin(1));
+  // add_plugin keeps no output: develop it again to read what develop says at once.
+  REQUIRE(run_mfserv({home.home_arg(), "plugin", "uninstall", name}).exit_code == 0);
+  auto developed = run_mfserv({home.home_arg(), "plugin", "develop", dir});
+  INFO(developed.err);
+  CHECK(developed.exit_code == 0);
+  CHECK(developed.err.find("warning: " + name + "/main: its worker socket") != std::string::npos);
+  CHECK(developed.err.find("it will not start until then") != std::string::npos);
   int port = free_port();
   auto started = home.start(port);
   INFO(started.err);
   CHECK(started.exit_code == 4);
-  CHECK(started.err.find("longer than the 107 bytes a unix socket allows") != std::string::npos);
+  // Which names to shorten, and by how much (it used to say only "use a shorter --home").
+  CHECK(started.err.find("over the 107 a unix socket allows: shorten the plugin or app name by") !=
+        std::string::npos);
   CHECK(http_get(port, "/good/main/").status == 200);
+  const nlohmann::json ps = home.ps();
+  bool reported = false;
+  for (const auto& row : ps["processes"]) {
+    reported = reported ||
+               (row["plugin"] == name &&
+                row.value("error", std::string()).find("shorten the plugin") != std::string::npos);
+  }
+  CHECK(reported);
   CHECK(home.stop().exit_code == 0);
 }

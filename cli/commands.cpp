@@ -331,28 +331,44 @@ int cmd_logs(const Globals& globals, const std::string& target, int lines, bool 
     return k_exit_error;
   }
   std::vector<std::string> files;
-  std::vector<std::string> names;
-  for (const auto& app : plugin->apps) {
-    names.push_back(app.kind == images::AppConfig::Kind::App ? app.name : app.section);
-    if (app_name.empty() || app_name == names.back()) {
-      files.push_back(runtime::app_log_path(*home, *plugin, app));
+  if (app_name.empty()) {
+    for (const auto& app : plugin->apps) {
+      if (app.numprocesses > 0) {
+        files.push_back(runtime::app_log_path(*home, *plugin, app));
+      }
     }
-  }
-  if (files.empty()) {
-    print_error(fmt::format("plugin {} has no app '{}'; its apps: {}", plugin_name, app_name,
-                            fmt::join(names, ", ")));
+  } else if (const images::AppConfig* app = plugin->find_app(app_name)) {
+    if (app->numprocesses <= 0) {
+      print_error(fmt::format(
+          "{}/{} has no worker (numprocesses = 0), hence no log; set numprocesses in [{}] of {}",
+          plugin_name, app_name, app->section, plugin->dir + "/config.ini"));
+      return k_exit_error;
+    }
+    files.push_back(runtime::app_log_path(*home, *plugin, *app));
+  } else {
+    std::vector<std::string> names;
+    for (const auto& known : plugin->apps) {
+      names.push_back(known.name);
+    }
+    print_error(fmt::format(
+        "plugin {} has no app '{}'; its apps: {}", plugin_name, app_name,
+        names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", "))));
     return k_exit_error;
   }
+  if (files.empty()) {
+    print_error(fmt::format(
+        "plugin {} has no worker (every app has numprocesses = 0), hence no log", plugin_name));
+    return k_exit_error;
+  }
+  const std::vector<std::string> expected = files;
   std::erase_if(files, [](const std::string& file) { return !path_exists(file); });
   if (files.empty() && !follow) {
     print_error(fmt::format("no log yet for {} in {}/log: it is written once a worker runs", target,
                             home->root));
     return k_exit_error;
   }
-  if (files.empty()) {  // follow: tail -F waits for the file
-    for (const auto& app : plugin->apps) {
-      files.push_back(runtime::app_log_path(*home, *plugin, app));
-    }
+  if (files.empty()) {  // follow: tail -F waits for the files
+    files = expected;
   }
   // tail(1): -F follows each file by name, through log rotation and re-creation.
   std::vector<std::string> argv = {"tail", "-n", std::to_string(lines)};

@@ -1,12 +1,17 @@
 #include "cli/common.hpp"
 
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "runtime/control.hpp"
 #include "runtime/front.hpp"
 #include "runtime/worker_setup.hpp"
+#include "util/fs.hpp"
 
 namespace mfserv::cli {
 
@@ -48,10 +53,49 @@ int running_port(const runtime::Home& home) {
   return running_service(home).value("port", 0);
 }
 
+namespace {
+
+// package.json lists dependencies and node_modules is not there yet.
+bool needs_npm_install(const std::string& dir) {
+  if (path_exists(dir + "/node_modules")) {
+    return false;
+  }
+  auto text = read_file(dir + "/package.json");
+  if (!text) {
+    return false;
+  }
+  const auto json = nlohmann::json::parse(*text, nullptr, false);
+  return json.is_object() && json.contains("dependencies") && json["dependencies"].is_object() &&
+         !json["dependencies"].empty();
+}
+
+}  // namespace
+
 void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_dir) {
   auto load = images::load_plugin(plugin_dir, home.load_options());
   if (!load.plugin) {
     return;  // its errors were reported by develop/install already
+  }
+  // The workers run as the mfserv user (unless an override names another): a folder on the
+  // way it cannot traverse makes every worker fail at start.
+  if (const struct passwd* pw = ::getpwnam("mfserv")) {
+    const std::string blocking = untraversable_dir(load.plugin->dir, pw->pw_uid, pw->pw_gid, true);
+    struct stat st {};
+    if (!blocking.empty() && ::stat(blocking.c_str(), &st) == 0) {
+      fmt::print(stderr,
+                 "mfserv: warning: the workers' user (mfserv) cannot reach {}: {} is mode {:04o}; "
+                 "run `chmod o+x {}` or keep the plugin in a folder it can traverse (its workers "
+                 "will not start until then)\n",
+                 load.plugin->dir, blocking, st.st_mode & 07777, blocking);
+    }
+  }
+  // A node plugin with dependencies needs its node_modules: `plugin build` runs npm install,
+  // develop does not.
+  if (needs_npm_install(load.plugin->dir)) {
+    fmt::print(stderr,
+               "mfserv: warning: {} has dependencies in package.json but no node_modules: run "
+               "`npm install` there (`plugin build` does it for an archive)\n",
+               load.plugin->dir);
   }
   // Its routes against the other plugins', either way: its own claims dropped, or another
   // plugin's claims on its URLs.

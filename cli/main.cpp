@@ -47,7 +47,13 @@ int main(int argc, char** argv) {
   logs->add_option("PLUGIN[/APP]", logs_target, "a plugin (all its apps and daemons) or one app")
       ->required();
   logs->add_option("-n,--lines", logs_lines, "how many last lines (default 100)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
+                       ? std::string()
+                       : "expected a number of lines, 0 or more";
+          },
+          "N"));
   logs->add_flag("-f,--follow", logs_follow, "then print what is appended, until Ctrl-C");
 
   std::string exec_target;

@@ -13,6 +13,7 @@
 #include "images/template.hpp"
 #include "runtime/control.hpp"
 #include "runtime/home.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace mfserv::cli {
@@ -112,6 +113,10 @@ int cmd_plugin_new(const std::string& template_name, const std::string& name,
     return k_exit_error;
   }
   fmt::print("plugin {} created from template {} in {}\n", name, template_name, created->dir);
+  if (path_exists(created->dir + "/package.json")) {
+    fmt::print("first: `npm install` in {} (its dependencies; `plugin build` does it itself)\n",
+               created->dir);
+  }
   fmt::print(
       "next: `mfserv plugin develop {0}` to run it from there, or `mfserv plugin build "
       "{0}` then `mfserv plugin install FILE`\n",

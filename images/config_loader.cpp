@@ -110,6 +110,11 @@ const AppConfig* PluginConfig::find_app(const std::string& app_name) const {
       return &app;
     }
   }
+  for (const AppConfig& app : apps) {
+    if (app.section == app_name) {
+      return &app;
+    }
+  }
   return nullptr;
 }
 

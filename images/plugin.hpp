@@ -100,6 +100,8 @@ struct PluginConfig {
   // [custom*] sections, free keys.
   std::map<std::string, std::map<std::string, std::string>> custom;
 
+  // By NAME ("main", as `ps` shows it), else by section ("extra_daemon_main", "app_main"),
+  // which tells an app and a daemon of the same name apart.
   const AppConfig* find_app(const std::string& name) const;
   // The app's working directory: {dir}/{app} when it exists, else {dir}.
   std::string app_workdir(const AppConfig& app) const;

@@ -267,22 +267,13 @@ Status Supervisor::Impl::prepare_steps() {
   if (m_nginx_uid != static_cast<uid_t>(-1)) {
     // nginx's workers must reach the sockets (and plugins' statics): a 0700 folder on the way
     // would turn every request into a 502 while every worker looks healthy.
-    std::string path;
-    for (const auto& part : split(home.sockets_dir(), '/')) {
-      path += part.empty() ? "" : "/" + part;
-      struct stat st {};
-      if (path.empty() || ::stat(path.c_str(), &st) != 0) {
-        continue;
-      }
-      bool reachable = (st.st_mode & S_IXOTH) ||
-                       (st.st_gid == m_nginx_gid && (st.st_mode & S_IXGRP)) ||
-                       (st.st_uid == m_nginx_uid && (st.st_mode & S_IXUSR));
-      if (!reachable && path != home.sockets_dir()) {
-        return Error(
-            fmt::format("nginx's workers (user {}) cannot reach {}: {} is mode {:04o}; "
-                        "run `chmod o+x {}` or use a --home they can traverse",
-                        user, home.sockets_dir(), path, st.st_mode & 07777, path));
-      }
+    const std::string path = untraversable_dir(home.sockets_dir(), m_nginx_uid, m_nginx_gid, false);
+    struct stat st {};
+    if (!path.empty() && ::stat(path.c_str(), &st) == 0) {
+      return Error(
+          fmt::format("nginx's workers (user {}) cannot reach {}: {} is mode {:04o}; "
+                      "run `chmod o+x {}` or use a --home they can traverse",
+                      user, home.sockets_dir(), path, st.st_mode & 07777, path));
     }
   }
 
@@ -1954,6 +1945,14 @@ nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
   return {{"ok", false}, {"error", "unknown command '" + cmd + "'"}};
 }
 
+// Failing again and again, and not running stably since: a worker that recovered stops being
+// reported at once (its count is reset only at its next exit, to pick that exit's backoff).
+bool crash_looping(const Process& process, std::uint64_t now) {
+  const bool stable =
+      process.ready && process.pid > 0 && now - process.started_us >= k_stable_after_us;
+  return process.failures_in_a_row >= k_failures_before_failed_start && !stable;
+}
+
 nlohmann::json Supervisor::Impl::ps_json() {
   auto optional_number = [](const std::optional<std::uint64_t>& value) -> nlohmann::json {
     return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
@@ -1979,7 +1978,7 @@ nlohmann::json Supervisor::Impl::ps_json() {
           {"state", to_string(process->state)},
           {"uptime_s", process->pid > 0 ? (now - process->started_us) / k_usec_per_sec : 0},
           {"restarts", process->restarts},
-          {"crash_loop", process->failures_in_a_row >= k_failures_before_failed_start},
+          {"crash_loop", crash_looping(*process, now)},
           {"held", process->held},
           {"draining", process->draining.size()},
           {"last_exit", process->last_exit},

@@ -30,6 +30,33 @@ Result<std::string> read_file(const std::string& path) {
   return read_all(fd.get(), path, k_max_read_file);
 }
 
+std::string untraversable_dir(const std::string& path, uid_t uid, gid_t gid, bool with_self) {
+  std::string dir;
+  size_t from = 1;
+  while (from <= path.size()) {
+    size_t end = path.find('/', from);
+    if (end == std::string::npos) {
+      end = path.size();
+    }
+    dir = path.substr(0, end);
+    from = end + 1;
+    if (dir.size() <= 1 || (!with_self && end == path.size())) {
+      continue;
+    }
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+      continue;
+    }
+    const bool traversable = uid == 0 || (st.st_mode & S_IXOTH) ||
+                             (st.st_gid == gid && (st.st_mode & S_IXGRP)) ||
+                             (st.st_uid == uid && (st.st_mode & S_IXUSR));
+    if (!traversable) {
+      return dir;
+    }
+  }
+  return "";
+}
+
 Result<std::string> read_all(int fd, const std::string& what, size_t max_bytes) {
   std::string content;
   char buffer[8192];

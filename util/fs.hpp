@@ -16,6 +16,10 @@ namespace mfserv {
 // plugin's config.ini, mfserv.ini) would otherwise block or feed the reader forever.
 constexpr size_t k_max_read_file = 16 * 1024 * 1024;
 Result<std::string> read_file(const std::string& path);
+// The first folder of PATH (its ancestors, then PATH itself when WITH_SELF) that UID with
+// primary group GID may not traverse, by its mode bits (supplementary groups and ACLs not
+// counted); "" when there is none.
+std::string untraversable_dir(const std::string& path, uid_t uid, gid_t gid, bool with_self);
 // Everything FD gives until end of file (EINTR retried), at most MAX_BYTES; WHAT names it in
 // an error.
 Result<std::string> read_all(int fd, const std::string& what,

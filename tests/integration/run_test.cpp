@@ -301,7 +301,8 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
   TempHome home;
   home.add_plugin("alpha", testapp_plugin(1, "") +
                                "[extra_daemon_ticker]\n_cmd_and_args = /bin/sh -c 'echo line-1; "
-                               "echo line-2; echo line-3; exec sleep 600'\n");
+                               "echo line-2; echo line-3; exec sleep 600'\n" +
+                               "[app_idle]\nnumprocesses = 0\n");
   const std::string log = home.path() + "/log/extra_alpha_ticker.log";
   auto missing = run_mfserv({home.home_arg(), "logs", "alpha/extra_daemon_ticker"});
   CHECK(missing.exit_code == 1);
@@ -313,6 +314,11 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
   auto last = run_mfserv({home.home_arg(), "logs", "-n", "2", "alpha/extra_daemon_ticker"});
   CHECK(last.exit_code == 0);
   CHECK(last.out == "line-2\nline-3\n");
+  // The daemon by the name `ps` shows too.
+  CHECK(run_mfserv({home.home_arg(), "logs", "-n", "1", "alpha/ticker"}).out == "line-3\n");
+  auto negative = run_mfserv({home.home_arg(), "logs", "-n", "-3", "alpha"});
+  CHECK(negative.exit_code == 2);
+  CHECK(negative.err.find("expected a number of lines, 0 or more") != std::string::npos);
   // The whole plugin: each of its files under a header.
   auto all = run_mfserv({home.home_arg(), "logs", "alpha"});
   CHECK(all.exit_code == 0);
@@ -320,9 +326,14 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
   CHECK(all.out.find("==> " + log + " <==\nline-1\nline-2\nline-3\n") != std::string::npos);
 
   auto no_app = run_mfserv({home.home_arg(), "logs", "alpha/nope"});
+  INFO(no_app.err);
   CHECK(no_app.exit_code == 1);
-  CHECK(no_app.err.find("plugin alpha has no app 'nope'; its apps: main, extra_daemon_ticker") !=
+  CHECK(no_app.err.find("plugin alpha has no app 'nope'; its apps: main, idle, ticker") !=
         std::string::npos);
+  auto idle = run_mfserv({home.home_arg(), "logs", "alpha/idle"});
+  CHECK(idle.exit_code == 1);
+  CHECK(idle.err.find("alpha/idle has no worker (numprocesses = 0), hence no log; set "
+                      "numprocesses in [app_idle] of ") != std::string::npos);
   auto no_plugin = run_mfserv({home.home_arg(), "logs", "nope"});
   CHECK(no_plugin.exit_code == 1);
   CHECK(no_plugin.err.find("no plugin 'nope' in " + home.path()) != std::string::npos);
@@ -394,6 +405,39 @@ TEST_CASE("the control socket serves root and the mfserv group but never the wor
   }
   CHECK(home.ps()["service"]["state"] == "running");
   CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE(
+    "plugin develop warns when the workers cannot reach the folder or node_modules is missing",
+    "[integration][root][config]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  const std::string closed = home.path() + "/../closed-" + std::to_string(::getpid());
+  const std::string dir = closed + "/nodeapp";
+  fs::create_directories(dir);
+  fs::permissions(closed, fs::perms(0700));
+  write_text(dir + "/config.ini", testapp_plugin(1));
+  write_text(dir + "/package.json", R"({"dependencies": {"express": "^4.21.2"}})");
+  auto developed = run_mfserv({home.home_arg(), "plugin", "develop", dir});
+  INFO(developed.err);
+  CHECK(developed.exit_code == 0);
+  const std::string real_closed = fs::canonical(closed).string();
+  CHECK(developed.err.find("warning: the workers' user (mfserv) cannot reach " + real_closed +
+                           "/nodeapp: " + real_closed + " is mode 0700") != std::string::npos);
+  CHECK(developed.err.find("has dependencies in package.json but no node_modules: run `npm "
+                           "install`") != std::string::npos);
+  fs::remove_all(closed);
+  // Reachable and with nothing to install: no warning.
+  const std::string open = home.path() + "/../open-" + std::to_string(::getpid());
+  fs::create_directories(open + "/plain");
+  write_text(open + "/plain/config.ini", testapp_plugin(1));
+  write_text(open + "/plain/package.json", R"({"dependencies": {}})");
+  auto quiet = run_mfserv({home.home_arg(), "plugin", "develop", open + "/plain"});
+  CHECK(quiet.exit_code == 0);
+  CHECK(quiet.err.find("warning") == std::string::npos);
+  fs::remove_all(open);
 }
 
 TEST_CASE("an unknown command is named and not taken for a missing one", "[integration][cli]") {

@@ -508,6 +508,40 @@ TEST_CASE("C4: a worker dying 0.5 s after each start: growing delays, no busy su
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a worker that recovers from a crash loop is healthy again once it runs stably",
+          "[integration][root][supervision][C4]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // Fails until the flag exists (HOME/var/plugins/NAME is the plugin's own writable folder).
+  const std::string flag = home.path() + "/var/plugins/recover/ok";
+  home.add_plugin("recover", test_general() +
+                                 "[extra_daemon_main]\n_cmd_and_args = /bin/sh -c 'test -e " +
+                                 flag + " || exit 1; exec sleep 1000'\nnumprocesses = 1\n");
+  (void)home.start(free_port());  // exit 4: the daemon failed to start
+  auto row = [&] {
+    const json ps = home.ps();
+    for (const auto& r : ps["processes"]) {
+      if (r["plugin"] == "recover") {
+        return r;
+      }
+    }
+    return json();
+  };
+  REQUIRE(wait_until([&] { return row()["crash_loop"] == true; }, 10s));
+  CHECK(run_mfserv({home.home_arg(), "status"}).exit_code != 0);
+  write_text(flag, "");
+  // Backoff (at most a few seconds here), then a stable run (10 s): no longer a crash loop,
+  // without any further exit (it used to stay flagged until the next one).
+  CHECK(
+      wait_until([&] { return row()["state"] == "running" && row()["crash_loop"] == false; }, 30s));
+  auto status = run_mfserv({home.home_arg(), "status"});
+  INFO(status.out);
+  CHECK(status.exit_code == 0);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("C6: an extra daemon with numprocesses = 2: two processes, a log, no route",
           "[integration][root][supervision][C6]") {
   if (!require_root()) {

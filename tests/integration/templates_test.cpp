@@ -34,6 +34,9 @@ TEST_CASE("each web template answers through nginx after build and install",
   auto created = run_mfserv({"plugin", "new", "--template", template_name, name, "--dir", work});
   INFO(describe(created));
   REQUIRE(created.exit_code == 0);
+  // Only the node template has dependencies to install first.
+  CHECK((created.out.find("first: `npm install` in " + work + "/" + name) != std::string::npos) ==
+        (template_name == "node"));
   auto built = run_mfserv({"plugin", "build", work + "/" + name, "--output", out});
   INFO(describe(built));
   REQUIRE(built.exit_code == 0);

@@ -805,6 +805,19 @@ TEST_CASE("config_loader: app_workdir and find_app", "[images][config]") {
   CHECK(plugin.app_workdir(*plugin.find_app("api")) == fixture.dir);
 }
 
+TEST_CASE("config_loader: find_app by name or by section", "[images][config]") {
+  PluginFixture fixture(k_general + "[app_main]\n[extra_daemon_bg]\n_cmd_and_args = sleep 1\n");
+  auto load = fixture.load();
+  REQUIRE(load.plugin);
+  const PluginConfig& plugin = *load.plugin;
+  REQUIRE(plugin.find_app("main"));
+  CHECK(plugin.find_app("app_main") == plugin.find_app("main"));
+  REQUIRE(plugin.find_app("bg"));
+  CHECK(plugin.find_app("bg")->kind == AppConfig::Kind::ExtraDaemon);
+  CHECK(plugin.find_app("bg") == plugin.find_app("extra_daemon_bg"));
+  CHECK_FALSE(plugin.find_app("extra_daemon_nope"));
+}
+
 TEST_CASE("config_loader: Diagnostic::describe", "[images][config]") {
   Diagnostic d;
   d.file = "/p/config.ini";

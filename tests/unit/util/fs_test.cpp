@@ -53,3 +53,25 @@ TEST_CASE("read_file reads regular files only and never waits", "[unit][util]") 
   CHECK(mfserv::read_file("/proc/self/mounts")->find(" / ") != std::string::npos);
   fs::remove_all(root);
 }
+
+TEST_CASE("untraversable_dir names the first folder a user cannot cross", "[unit][util]") {
+  std::string root = "/var/tmp/mfserv-traverse-" + std::to_string(::getpid());
+  fs::remove_all(root);
+  fs::create_directories(root + "/open/closed/inner");
+  fs::permissions(root, fs::perms(0755));
+  fs::permissions(root + "/open", fs::perms(0755));
+  fs::permissions(root + "/open/closed", fs::perms(0700));
+  const uid_t someone = 4242;
+  CHECK(mfserv::untraversable_dir(root + "/open/closed/inner", someone, someone, true) ==
+        root + "/open/closed");
+  // Ancestors only: the folder itself is not checked.
+  CHECK(mfserv::untraversable_dir(root + "/open/closed", someone, someone, false).empty());
+  CHECK(mfserv::untraversable_dir(root + "/open/closed", someone, someone, true) ==
+        root + "/open/closed");
+  // Its group may cross a 0710 folder; root crosses anything.
+  REQUIRE(::chown((root + "/open/closed").c_str(), 0, 4343) == 0);
+  fs::permissions(root + "/open/closed", fs::perms(0710));
+  CHECK(mfserv::untraversable_dir(root + "/open/closed/inner", someone, 4343, true).empty());
+  CHECK(mfserv::untraversable_dir(root + "/open/closed/inner", 0, 0, true).empty());
+  fs::remove_all(root);
+}

@@ -48,6 +48,10 @@ constexpr std::uint64_t k_probe_attempt_us = 2 * k_usec_per_sec;
 constexpr std::uint64_t k_startup_deadline_us = 90 * k_usec_per_sec;
 constexpr int k_failures_before_failed_start = 3;
 constexpr int k_nginx_grace_s = 10;
+// How long a `reload` answer waits for nginx to serve the new configuration (it takes a few
+// ms), and how often it looks meanwhile.
+constexpr std::uint64_t k_nginx_apply_wait_us = 3 * 1000 * 1000;
+constexpr std::uint64_t k_nginx_apply_tick_us = 5 * 1000;
 // A replaced worker's backlog: checked this often until empty; without unix_diag, waited once.
 constexpr std::uint64_t k_backlog_poll_us = 20 * 1000;
 constexpr std::uint64_t k_backlog_fallback_us = 500 * 1000;
@@ -202,6 +206,13 @@ class Supervisor::Impl {
   std::vector<pid_t> m_old_nginx_workers;
   std::uint64_t m_nginx_settle_deadline_us = 0;
   EventSource m_nginx_settle_timer;
+  // `reload` answers once nginx serves the new configuration (a script that reloads then
+  // calls the new URL gets it): its clients wait here until nginx_applied(), bounded.
+  std::vector<pid_t> m_nginx_workers_before;
+  std::uint64_t m_nginx_apply_deadline_us = 0;
+  std::vector<std::pair<UniqueFd, nlohmann::json>> m_reload_waiters;
+  bool nginx_applied();
+  void answer_reload_waiters(bool applied);
   std::uint64_t m_staging_counter = 0;  // names replacement sockets: run/sockets/.nN
   bool m_shutting_down = false;
   bool m_startup_reported = false;
@@ -1385,6 +1396,8 @@ void Supervisor::Impl::reload_nginx() {
       m_old_nginx_workers.push_back(pid);
     }
   }
+  m_nginx_workers_before = m_old_nginx_workers;
+  m_nginx_apply_deadline_us = now_us() + k_nginx_apply_wait_us;
   ::kill(nginx.pid, SIGHUP);
   // nginx's old workers close idle connections at once and busy ones after their request:
   // beyond the longest app timeout, something is wrong with them and the stops go ahead.
@@ -1397,23 +1410,72 @@ void Supervisor::Impl::reload_nginx() {
   m_nginx_settle_deadline_us = now_us() + static_cast<std::uint64_t>(longest) * k_usec_per_sec;
   m_nginx_settle_timer.reset();
   sd_event_source* source = nullptr;
-  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, k_nginx_apply_tick_us, 1000,
                                  on_nginx_settle_timer, this) >= 0) {
     m_nginx_settle_timer = EventSource(source);
   } else {
+    answer_reload_waiters(false);
     stop_out_of_nginx();
   }
 }
 
+// nginx's master re-reads its configuration on SIGHUP, starts workers for it, then tells the
+// previous ones to quit; each of those closes its listening sockets as it retitles itself
+// "worker process is shutting down". Applied: a new worker runs and no previous worker
+// still accepts.
+bool Supervisor::Impl::nginx_applied() {
+  const pid_t master = m_nginx->processes.front()->pid;
+  bool started = false;
+  for (pid_t pid : m_cgroups->pids(m_nginx->processes.front()->cgroup)) {
+    if (pid != master && std::find(m_nginx_workers_before.begin(), m_nginx_workers_before.end(),
+                                   pid) == m_nginx_workers_before.end()) {
+      started = true;
+    }
+  }
+  if (!started) {
+    return false;
+  }
+  for (pid_t pid : m_nginx_workers_before) {
+    auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid));
+    if (cmdline && !cmdline->empty() && cmdline->find("shutting down") == std::string::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Supervisor::Impl::answer_reload_waiters(bool applied) {
+  m_nginx_apply_deadline_us = 0;
+  for (auto& [fd, answer] : m_reload_waiters) {
+    if (!applied) {
+      answer["diagnostics"].push_back(
+          fmt::format("warning: nginx had not taken its new configuration after {} s: it may "
+                      "still serve the previous one for a moment (see log/nginx_error.log)",
+                      k_nginx_apply_wait_us / 1000000));
+    }
+    control_write_answer(fd.get(), answer);
+  }
+  m_reload_waiters.clear();
+}
+
 int Supervisor::Impl::on_nginx_settle_timer(sd_event_source*, uint64_t, void* data) {
   auto* self = static_cast<Impl*>(data);
+  if (self->m_nginx_apply_deadline_us != 0) {
+    const bool applied = self->nginx_applied();
+    if (applied || now_us() >= self->m_nginx_apply_deadline_us) {
+      self->answer_reload_waiters(applied);
+    }
+  }
   auto& old = self->m_old_nginx_workers;
   old.erase(std::remove_if(old.begin(), old.end(),
                            [](pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }),
             old.end());
-  if (!old.empty() && now_us() < self->m_nginx_settle_deadline_us) {
+  if ((!old.empty() && now_us() < self->m_nginx_settle_deadline_us) ||
+      self->m_nginx_apply_deadline_us != 0) {
     sd_event_source* source = nullptr;
-    if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
+    const std::uint64_t tick =
+        self->m_nginx_apply_deadline_us != 0 ? k_nginx_apply_tick_us : 50 * 1000;
+    if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, tick, 1000,
                                    on_nginx_settle_timer, self) >= 0) {
       self->m_nginx_settle_timer = EventSource(source);  // replaces (and frees) this one
       return 0;
@@ -1425,6 +1487,7 @@ int Supervisor::Impl::on_nginx_settle_timer(sd_event_source*, uint64_t, void* da
                     "stopping the workers it no longer names anyway",
                     old.size()));
   }
+  self->answer_reload_waiters(self->m_nginx_apply_deadline_us == 0);
   self->m_nginx_settle_timer.reset();
   self->stop_out_of_nginx();
   return 0;
@@ -1769,6 +1832,7 @@ void Supervisor::Impl::begin_shutdown(const std::string& reason) {
   }
   m_shutting_down = true;
   m_log.info("stopping (" + reason + ")");
+  answer_reload_waiters(true);  // nginx stops too: nothing to wait for
   sd_notify(0, "STOPPING=1");
   ::unlink(m_options.home.running_flag().c_str());
   for (auto& group : m_groups) {
@@ -1884,6 +1948,11 @@ void Supervisor::Impl::on_control_connection() {
     answer = {{"ok", false}, {"error", request.error().describe()}};
   } else {
     answer = handle_request(*request);
+  }
+  if (!refused && request && request->is_object() && request->value("cmd", "") == "reload" &&
+      m_nginx_apply_deadline_us != 0) {
+    m_reload_waiters.emplace_back(std::move(fd), std::move(answer));
+    return;
   }
   control_write_answer(fd.get(), answer);
   if (!refused && request && request->is_object() && request->value("cmd", "") == "stop" &&

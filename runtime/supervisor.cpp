@@ -755,6 +755,20 @@ void Supervisor::Impl::start_process(Process& process) {
     process.pid = -1;
     return;
   }
+  auto fail_start = [&](const Error& error) {
+    process.last_error = error.describe();
+    m_log.error(fmt::format("{} worker {}: {}", group.label, process.wid, process.last_error));
+    process.pid = -1;
+    process.started_us = now_us();
+    ++process.failures_in_a_row;
+    schedule_restart(process);
+  };
+  if (group.kind == Group::Kind::App && !process.listen_fd) {
+    if (auto st = open_worker_socket(process); !st) {  // closed during a crash loop
+      fail_start(st.error());
+      return;
+    }
+  }
   isolation::SpawnSpec spec;
   if (group.kind == Group::Kind::Nginx) {
     spec.argv = {m_nginx_binary, "-c", m_options.home.nginx_conf(), "-e",
@@ -781,12 +795,7 @@ void Supervisor::Impl::start_process(Process& process) {
 
   auto spawned = launch(process, spec);
   if (!spawned) {
-    process.last_error = spawned.error().describe();
-    m_log.error(fmt::format("{} worker {}: {}", group.label, process.wid, process.last_error));
-    process.pid = -1;
-    process.started_us = now_us();
-    ++process.failures_in_a_row;
-    schedule_restart(process);
+    fail_start(spawned.error());
     return;
   }
   process.pid = spawned->pid;
@@ -932,6 +941,15 @@ void Supervisor::Impl::schedule_restart(Process& process) {
       exponent < 0 ? 0 : std::min(k_backoff_first_us << exponent, k_backoff_cap_us);
   process.state = ProcessState::Backoff;
   ++process.restarts;
+  // Crash-looping (C4): its listener closes until the next start, so nginx is refused at once
+  // and passes the request to another worker (or answers 502) rather than leaving the client
+  // in a backlog nobody accepts from until the app's timeout. start_process reopens it.
+  // Not during a replacement: the previous incarnation keeps serving the path meanwhile.
+  if (process.group->kind == Group::Kind::App &&
+      process.failures_in_a_row >= k_failures_before_failed_start && process.staging_path.empty() &&
+      process.draining.empty()) {
+    process.listen_fd.reset();
+  }
   (void)add_timer(process.timer, delay, process);
 }
 

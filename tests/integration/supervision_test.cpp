@@ -570,6 +570,48 @@ TEST_CASE("a worker that recovers from a crash loop is healthy again once it run
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE(
+    "a crash-looping worker is refused at once: its requests go to the other worker or "
+    "get a 502, never wait for the timeout",
+    "[integration][root][supervision][C4]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // Worker 2 of "half" and the only worker of "down" exit at once, again and again; timeout
+  // 30: a request held in a dead worker's backlog would come back as a 504 after 30 s.
+  const std::string crashing_second =
+      "/bin/sh -c 'case {unix_socket_path} in *_2.socket) exit 1;; esac; exec " +
+      testapp_command() + "'";
+  home.add_plugin("half", test_general() + "[app_main]\n_cmd_and_args = " + crashing_second +
+                              "\nnumprocesses = 2\ntimeout = 30\n");
+  home.add_plugin("down", test_general() +
+                              "[app_main]\n_cmd_and_args = /bin/sh -c 'exit 1'\nnumprocesses = "
+                              "1\ntimeout = 30\n");
+  int port = free_port();
+  (void)home.start(port);  // exit 4: some workers failed to start
+  auto crash_looping = [&](const std::string& plugin) {
+    const json ps = home.ps();
+    for (const auto& row : ps["processes"]) {
+      if (row["plugin"] == plugin && row["crash_loop"] == true) {
+        return true;
+      }
+    }
+    return false;
+  };
+  REQUIRE(wait_until([&] { return crash_looping("half") && crash_looping("down"); }, 15s));
+  // Between its restarts: every GET is served by worker 1.
+  for (int i = 0; i < 20; ++i) {
+    auto response = http_get(port, "/half/main/");
+    INFO(i << ": " << response.status);
+    CHECK(response.status == 200);
+  }
+  // Nothing serves "down": 502 at once, not a 504 after its timeout.
+  auto response = http_get(port, "/down/main/");
+  CHECK(response.status == 502);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("C6: an extra daemon with numprocesses = 2: two processes, a log, no route",
           "[integration][root][supervision][C6]") {
   if (!require_root()) {

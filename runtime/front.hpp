@@ -3,6 +3,7 @@
 // routing live here; nginx-gen only renders them.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,7 +31,8 @@ struct FrontSettings {
   bool add_request_id_header = true;        // X-Request-Id to the apps and the client
   std::string hostname;                     // HOST of APP.PLUGIN.HOST; "": default_hostname()
   nginx::LogFormat log_format = nginx::LogFormat::json;
-  std::string nginx_user;  // "" : decided by nginx_worker_user()
+  std::string nginx_user;            // "" : decided by nginx_worker_user()
+  std::map<std::string, int> lines;  // key -> its line in mfserv.ini, for messages
 };
 
 // The user nginx's workers run as: www-data when it exists, else nobody; "" when not root.

@@ -203,6 +203,7 @@ Result<FrontSettings> parse_settings(std::string_view text, const std::string& f
                                        "unknown key" + (hint.empty() ? "" : "; " + hint)));
       continue;
     }
+    settings.lines[entry.key] = entry.line;
     if (auto status = key->set(settings, entry.value); !status) {
       problems.push_back(diagnostic_at(
           file, entry.line, where,

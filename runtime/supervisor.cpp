@@ -1617,14 +1617,18 @@ std::string Supervisor::Impl::reload_settings(nlohmann::json& diagnostics) {
   }
   FrontSettings& running = m_options.front;
   const std::string file = settings_path(m_options.home);
+  auto at = [&](const std::string& key) {
+    auto line = settings->lines.find(key);
+    return line == settings->lines.end() ? file : fmt::format("{}:{}", file, line->second);
+  };
   if (!running.port_from_command_line && settings->port != running.port) {
     warn(
         fmt::format("{}: [nginx] port {}: takes effect at the next `mfserv run`; nginx keeps "
                     "listening on {}",
-                    file, settings->port, running.port));
+                    at("port"), settings->port, running.port));
   }
   if (nginx_worker_user(*settings) != nginx_worker_user(running)) {
-    warn(file + ": [nginx] user: takes effect at the next `mfserv run`");
+    warn(at("user") + ": [nginx] user: takes effect at the next `mfserv run`");
   }
   settings->port = running.port;
   settings->port_from_command_line = running.port_from_command_line;

@@ -471,9 +471,10 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
   fs::remove(ini);
 
   // nginx's user only changes at the next run (the worker sockets' group follows it).
-  auto user = reload("[nginx]\nuser = nobody\n", true);
+  auto user = reload("[nginx]\n# the workers' sockets follow it\nuser = nobody\n", true);
   CHECK(user.exit_code == 0);
-  CHECK(user.err.find("user: takes effect at the next `mfserv run`") != std::string::npos);
+  CHECK(user.err.find(ini + ":3: [nginx] user: takes effect at the next `mfserv run`") !=
+        std::string::npos);
   // nginx-conf shows the running instance's user, as nginx has it.
   auto user_line = [](const std::string& conf) {
     const size_t at = conf.find("\nuser ");

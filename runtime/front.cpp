@@ -149,9 +149,9 @@ void settle_claims(std::vector<nginx::AppRoute>& routes, std::vector<DroppedClai
   std::map<std::string, std::string> segment_owner;  // a plugin's name -> that plugin
   std::map<std::string, std::string> vhost_prefix;   // "APP.PLUGIN." -> PLUGIN
   for (const auto& route : routes) {
-    if (route.prefix_routing) {
-      segment_owner[route.plugin] = route.plugin;
-    }
+    // /PLUGIN/ is the plugin's even when it does not route there (_prefix_based_routing = 0):
+    // it may turn routing on at its next release, and its URLs stay its own meanwhile.
+    segment_owner[route.plugin] = route.plugin;
     if (route.virtualdomain_routing) {  // nginx compares server names in lower case
       vhost_prefix[to_lower(route.app + "." + route.plugin + ".")] = route.plugin;
     }

@@ -150,3 +150,17 @@ TEST_CASE("static prefixes and letter case do not get around route ownership", "
         "plugin beta, app main: extra vhost www.example.org is already served by alpha/main: "
         "ignored (virtualdomain_based_routing_extra_vhosts)");
 }
+
+TEST_CASE("a plugin without prefix routing still owns its URLs", "[runtime][front]") {
+  const mfserv::runtime::Home home{"/srv/h"};
+  auto alpha = routed_plugin("alpha", {"/beta/x"});
+  auto beta = routed_plugin("beta", {"/only-beta"});
+  beta.apps[0].prefix_based_routing = false;  // served at /only-beta alone, not at /beta/
+  std::vector<mfserv::runtime::DroppedClaim> dropped;
+  auto routes = mfserv::runtime::front_routes(home, {alpha, beta}, &dropped);
+  CHECK(route_of(routes, "alpha").extra_routes.empty());
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0].message ==
+        "plugin alpha, app main: extra route /beta/x is under plugin beta's URLs (/beta/): "
+        "ignored (prefix_based_routing_extra_routes)");
+}

@@ -196,7 +196,8 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
   }
   if (!answer->value("ok", false)) {
     print_error(answer->value("error", std::string("failed")));
-    return k_exit_error;
+    // Like `run --detach` when only apps it started failed: the reload itself applied.
+    return answer->value("start_failed_only", false) ? k_exit_apps_failed : k_exit_error;
   }
   if (command == "reload") {
     fmt::print("reloaded\n");

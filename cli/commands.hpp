@@ -11,7 +11,7 @@ constexpr int k_exit_ok = 0;
 constexpr int k_exit_error = 1;        // the command failed (the message says why)
 constexpr int k_exit_usage = 2;        // bad command line
 constexpr int k_exit_not_running = 3;  // no supervisor runs for this home
-constexpr int k_exit_apps_failed = 4;  // run --detach: some apps could not start
+constexpr int k_exit_apps_failed = 4;  // run --detach, reload: some apps could not start
 
 // CLI11 check for --home: an empty value (`--home ""`, an unset variable) would silently mean
 // the default home, someone else's instance perhaps.

@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 success, 1 failure (the message says why), 2 bad command line,\n"
-      "3 no mfserv running for this home, 4 `run --detach`: some apps failed to start.");
+      "3 no mfserv running for this home, 4 `run --detach` or `reload`: some apps failed to "
+      "start.");
   Globals globals;
   app.add_option("--home", globals.home,
                  "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root)")

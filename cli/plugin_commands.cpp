@@ -61,15 +61,14 @@ void apply_if_running(const runtime::Home& home) {
                 answer.error().describe() + " (run `mfserv reload`)");
     return;
   }
-  if (!answer->value("ok", false)) {
-    print_error("the change is installed, but the running mfserv refused it: " +
-                answer->value("error", std::string("unknown error")));
-    return;
-  }
   for (const char* what : {"started", "restarted", "stopped"}) {
     for (const auto& label : (*answer)[what]) {
       fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
     }
+  }
+  if (!answer->value("ok", false)) {
+    print_error("the change is installed, but the running mfserv reports: " +
+                answer->value("error", std::string("unknown error")));
   }
 }
 

@@ -52,6 +52,9 @@ constexpr int k_nginx_grace_s = 10;
 // ms), and how often it looks meanwhile.
 constexpr std::uint64_t k_nginx_apply_wait_us = 3 * 1000 * 1000;
 constexpr std::uint64_t k_nginx_apply_tick_us = 5 * 1000;
+// How long a `reload` answer waits for the apps it started to be ready (the control client
+// gives up after 15 s): slower ones are reported as still starting.
+constexpr std::uint64_t k_reload_ready_wait_us = 10 * k_usec_per_sec;
 // A replaced worker's backlog: checked this often until empty; without unix_diag, waited once.
 constexpr std::uint64_t k_backlog_poll_us = 20 * 1000;
 constexpr std::uint64_t k_backlog_fallback_us = 500 * 1000;
@@ -89,6 +92,7 @@ class Supervisor::Impl {
     m_signal_sources.clear();
     m_control_watch.reset();
     m_startup_timer.reset();
+    m_reload_timer.reset();
     if (m_event) {
       sd_event_unref(m_event);
     }
@@ -207,12 +211,23 @@ class Supervisor::Impl {
   std::uint64_t m_nginx_settle_deadline_us = 0;
   EventSource m_nginx_settle_timer;
   // `reload` answers once nginx serves the new configuration (a script that reloads then
-  // calls the new URL gets it): its clients wait here until nginx_applied(), bounded.
+  // calls the new URL gets it) and the apps it started are ready or failed: its clients wait
+  // here, bounded (on_reload_timer).
+  struct ReloadWaiter {
+    UniqueFd fd;
+    nlohmann::json answer;
+    std::uint64_t deadline_us = 0;
+  };
   std::vector<pid_t> m_nginx_workers_before;
-  std::uint64_t m_nginx_apply_deadline_us = 0;
-  std::vector<std::pair<UniqueFd, nlohmann::json>> m_reload_waiters;
+  std::uint64_t m_nginx_apply_deadline_us = 0;  // 0: nothing to wait for from nginx
+  std::vector<ReloadWaiter> m_reload_waiters;
+  EventSource m_reload_timer;
   bool nginx_applied();
-  void answer_reload_waiters(bool applied);
+  void wait_for_reload(UniqueFd fd, nlohmann::json answer);
+  bool settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t now);
+  void answer_reload_waiters();
+  std::string start_failure(const Group& group, bool& pending) const;
+  static int on_reload_timer(sd_event_source*, uint64_t, void* data);
   std::uint64_t m_staging_counter = 0;  // names replacement sockets: run/sockets/.nN
   bool m_shutting_down = false;
   bool m_startup_reported = false;
@@ -1428,11 +1443,10 @@ void Supervisor::Impl::reload_nginx() {
   m_nginx_settle_deadline_us = now_us() + static_cast<std::uint64_t>(longest) * k_usec_per_sec;
   m_nginx_settle_timer.reset();
   sd_event_source* source = nullptr;
-  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, k_nginx_apply_tick_us, 1000,
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
                                  on_nginx_settle_timer, this) >= 0) {
     m_nginx_settle_timer = EventSource(source);
   } else {
-    answer_reload_waiters(false);
     stop_out_of_nginx();
   }
 }
@@ -1462,38 +1476,142 @@ bool Supervisor::Impl::nginx_applied() {
   return true;
 }
 
-void Supervisor::Impl::answer_reload_waiters(bool applied) {
-  m_nginx_apply_deadline_us = 0;
-  for (auto& [fd, answer] : m_reload_waiters) {
-    if (!applied) {
-      answer["diagnostics"].push_back(
-          fmt::format("warning: nginx had not taken its new configuration after {} s: it may "
-                      "still serve the previous one for a moment (see log/nginx_error.log)",
-                      k_nginx_apply_wait_us / 1000000));
+void Supervisor::Impl::wait_for_reload(UniqueFd fd, nlohmann::json answer) {
+  m_reload_waiters.push_back({std::move(fd), std::move(answer), now_us() + k_reload_ready_wait_us});
+  if (!m_reload_timer.active()) {
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, k_nginx_apply_tick_us, 1000,
+                                   on_reload_timer, this) < 0) {
+      answer_reload_waiters();
+      return;
     }
-    control_write_answer(fd.get(), answer);
+    m_reload_timer = EventSource(source);
+  }
+}
+
+// Why GROUP, started by a reload, did not start ("" if it did not fail); PENDING: some worker
+// is still starting.
+std::string Supervisor::Impl::start_failure(const Group& group, bool& pending) const {
+  if (!group.error.empty()) {
+    return group.error;
+  }
+  for (const auto& process : group.processes) {
+    if (process->ready || process->removed || process->held) {
+      continue;
+    }
+    if (process->failures_in_a_row >= k_failures_before_failed_start ||
+        process->state == ProcessState::Failed) {
+      return fmt::format("worker {}: {}", process->wid,
+                         !process->last_error.empty() ? process->last_error
+                         : process->last_exit.empty() ? std::string("did not start")
+                                                      : process->last_exit);
+    }
+    pending = true;
+  }
+  return "";
+}
+
+// True once WAITER is answered: nginx serves the new configuration, and every app the reload
+// started is ready or has failed (else, at its deadline, reported as still starting).
+bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t now) {
+  if (m_nginx_apply_deadline_us != 0) {
+    return false;
+  }
+  nlohmann::json& answer = waiter.answer;
+  std::vector<std::string> failed;
+  std::vector<std::string> slow;
+  nlohmann::json not_started = nlohmann::json::array();
+  for (const auto& label : answer.value("started", nlohmann::json::array())) {
+    for (const auto& group : m_groups) {
+      if (group->label != label.get<std::string>() || group->retired) {
+        continue;
+      }
+      bool pending = false;
+      const std::string why = start_failure(*group, pending);
+      if (!why.empty()) {
+        not_started.push_back(group->label);
+        failed.push_back(fmt::format("{} did not start ({}; see `mfserv logs {}`)", group->label,
+                                     why, group->label));
+      } else if (pending) {
+        slow.push_back(group->label);
+      }
+    }
+  }
+  if (!slow.empty() && now < waiter.deadline_us) {
+    return false;
+  }
+  for (const auto& label : slow) {
+    answer["diagnostics"].push_back(
+        fmt::format("warning: {} is not ready after {} s: still starting (see `mfserv ps`)", label,
+                    k_reload_ready_wait_us / k_usec_per_sec));
+  }
+  if (!failed.empty()) {
+    // Only apps failed to start (exit 4, as `run --detach`), or the reload failed as well.
+    answer["start_failed_only"] = answer.value("ok", false);
+    answer["ok"] = false;
+    answer["not_started"] = not_started;
+    const std::string text = fmt::format("{}", fmt::join(failed, "; "));
+    answer["error"] =
+        answer.contains("error") ? answer["error"].get<std::string>() + "; " + text : text;
+  }
+  control_write_answer(waiter.fd.get(), answer);
+  return true;
+}
+
+// At shutdown, or when no timer can be armed: every waiting client gets its answer as it is.
+void Supervisor::Impl::answer_reload_waiters() {
+  for (auto& waiter : m_reload_waiters) {
+    control_write_answer(waiter.fd.get(), waiter.answer);
   }
   m_reload_waiters.clear();
+  m_reload_timer.reset();
+}
+
+int Supervisor::Impl::on_reload_timer(sd_event_source*, uint64_t, void* data) {
+  auto* self = static_cast<Impl*>(data);
+  const std::uint64_t now = now_us();
+  if (self->m_nginx_apply_deadline_us != 0) {
+    const bool applied = self->nginx_applied();
+    if (!applied && now >= self->m_nginx_apply_deadline_us) {
+      for (auto& waiter : self->m_reload_waiters) {
+        waiter.answer["diagnostics"].push_back(
+            fmt::format("warning: nginx had not taken its new configuration after {} s: it may "
+                        "still serve the previous one for a moment (see log/nginx_error.log)",
+                        k_nginx_apply_wait_us / k_usec_per_sec));
+      }
+    }
+    if (applied || now >= self->m_nginx_apply_deadline_us) {
+      self->m_nginx_apply_deadline_us = 0;
+    }
+  }
+  std::erase_if(self->m_reload_waiters,
+                [&](ReloadWaiter& waiter) { return self->settle_reload_waiter(waiter, now); });
+  if (self->m_reload_waiters.empty()) {
+    self->m_reload_timer.reset();
+    return 0;
+  }
+  // Readiness takes longer than nginx: a slower tick once nginx is done.
+  const std::uint64_t tick =
+      self->m_nginx_apply_deadline_us != 0 ? k_nginx_apply_tick_us : 20 * 1000;
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, tick, 1000,
+                                 on_reload_timer, self) < 0) {
+    self->answer_reload_waiters();
+    return 0;
+  }
+  self->m_reload_timer = EventSource(source);  // replaces (and frees) this one
+  return 0;
 }
 
 int Supervisor::Impl::on_nginx_settle_timer(sd_event_source*, uint64_t, void* data) {
   auto* self = static_cast<Impl*>(data);
-  if (self->m_nginx_apply_deadline_us != 0) {
-    const bool applied = self->nginx_applied();
-    if (applied || now_us() >= self->m_nginx_apply_deadline_us) {
-      self->answer_reload_waiters(applied);
-    }
-  }
   auto& old = self->m_old_nginx_workers;
   old.erase(std::remove_if(old.begin(), old.end(),
                            [](pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }),
             old.end());
-  if ((!old.empty() && now_us() < self->m_nginx_settle_deadline_us) ||
-      self->m_nginx_apply_deadline_us != 0) {
+  if (!old.empty() && now_us() < self->m_nginx_settle_deadline_us) {
     sd_event_source* source = nullptr;
-    const std::uint64_t tick =
-        self->m_nginx_apply_deadline_us != 0 ? k_nginx_apply_tick_us : 50 * 1000;
-    if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, tick, 1000,
+    if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, 50 * 1000, 1000,
                                    on_nginx_settle_timer, self) >= 0) {
       self->m_nginx_settle_timer = EventSource(source);  // replaces (and frees) this one
       return 0;
@@ -1505,7 +1623,6 @@ int Supervisor::Impl::on_nginx_settle_timer(sd_event_source*, uint64_t, void* da
                     "stopping the workers it no longer names anyway",
                     old.size()));
   }
-  self->answer_reload_waiters(self->m_nginx_apply_deadline_us == 0);
   self->m_nginx_settle_timer.reset();
   self->stop_out_of_nginx();
   return 0;
@@ -1854,7 +1971,7 @@ void Supervisor::Impl::begin_shutdown(const std::string& reason) {
   }
   m_shutting_down = true;
   m_log.info("stopping (" + reason + ")");
-  answer_reload_waiters(true);  // nginx stops too: nothing to wait for
+  answer_reload_waiters();  // nginx and the apps stop: nothing to wait for
   sd_notify(0, "STOPPING=1");
   ::unlink(m_options.home.running_flag().c_str());
   for (auto& group : m_groups) {
@@ -1972,8 +2089,8 @@ void Supervisor::Impl::on_control_connection() {
     answer = handle_request(*request);
   }
   if (!refused && request && request->is_object() && request->value("cmd", "") == "reload" &&
-      m_nginx_apply_deadline_us != 0) {
-    m_reload_waiters.emplace_back(std::move(fd), std::move(answer));
+      !m_shutting_down) {
+    wait_for_reload(std::move(fd), std::move(answer));
     return;
   }
   control_write_answer(fd.get(), answer);

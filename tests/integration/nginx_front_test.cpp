@@ -449,13 +449,14 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
 
   // A broken file: the reload fails naming file and line, and the running settings stay;
   // a plugin added meanwhile still starts, and the output says so.
-  write_text(home.path() + "/plugins/beta/config.ini", testapp_plugin(1));
+  home.add_plugin("beta", testapp_plugin(1));
   auto broken = reload("[nginx]\nadd_request_id_header = maybe\n", false);
   CHECK(broken.exit_code == 1);
   CHECK(broken.out.find("started beta/main") != std::string::npos);
   CHECK(broken.err.find(home.path() + "/config/mfserv.ini:2") != std::string::npos);
   CHECK(broken.err.find("add_request_id_header") != std::string::npos);
   CHECK(broken.err.find("the running settings stay") != std::string::npos);
+  CHECK(get(port, "/beta/main/").status == 200);
   auto still = get(port, "/alpha/main/");
   CHECK(still.status == 200);
   CHECK(still.headers.count("x-request-id") == 0);

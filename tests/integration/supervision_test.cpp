@@ -436,6 +436,36 @@ TEST_CASE("reload answers once nginx serves the new configuration",
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("reload waits for the apps it starts and names those that do not start",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  home.add_plugin("good", testapp_plugin(2));
+  home.add_plugin("bad", test_general() +
+                             "[app_main]\n_cmd_and_args = /bin/sh -c 'exit 3'\nnumprocesses = 1\n");
+  auto reload = run_mfserv({home.home_arg(), "reload"});
+  INFO(reload.out << reload.err);
+  CHECK(reload.exit_code == 4);  // as `run --detach` when apps fail to start
+  CHECK(reload.out.find("started bad/main\nstarted good/main\n") != std::string::npos);
+  CHECK(reload.err.find("bad/main did not start (worker 1: exit 3; see `mfserv logs bad/main`)") !=
+        std::string::npos);
+  // good's two workers were ready when reload answered.
+  const json ps = home.ps();
+  int ready = 0;
+  for (const auto& row : ps["processes"]) {
+    ready += row["plugin"] == "good" && row["state"] == "running" ? 1 : 0;
+  }
+  CHECK(ready == 2);
+  CHECK(http_get(port, "/good/main/").status == 200);
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("kill -9 of one of two workers every 200 ms: no failed GET",
           "[integration][root][supervision]") {
   if (!require_root()) {

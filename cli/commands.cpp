@@ -177,7 +177,8 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
     print_error("no mfserv is running for home " + home->root);
     return k_exit_not_running;
   }
-  auto answer = runtime::control_call(*home, {{"cmd", command}, {"target", target}});
+  auto answer = runtime::control_call(*home, {{"cmd", command}, {"target", target}},
+                                      command == "reload" ? runtime::k_reload_timeout_ms : 15000);
   if (!answer) {
     print_error(answer.error().describe());
     return k_exit_error;

@@ -55,7 +55,8 @@ void apply_if_running(const runtime::Home& home) {
   if (!runtime::home_is_locked(home)) {
     return;
   }
-  auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}});
+  auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}},
+                                      runtime::k_reload_timeout_ms);
   if (!answer) {
     print_error("the change is installed, but reloading the running mfserv failed: " +
                 answer.error().describe() + " (run `mfserv reload`)");

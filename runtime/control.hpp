@@ -13,6 +13,9 @@ namespace mfserv::runtime {
 // Sends REQUEST and returns the answer. With no supervisor running: an Error saying so.
 Result<nlohmann::json> control_call(const Home& home, const nlohmann::json& request,
                                     int timeout_ms = 15000);
+// `reload` answers once nginx serves the change (3 s at most) and the apps it started are
+// ready (10 s at most), after loading and checking every plugin.
+constexpr int k_reload_timeout_ms = 60000;
 
 // Who may use the control socket besides root: the group "mfserv" (operators), never the
 // user "mfserv" (the workers' default account, whose primary group it is). -1 when that

@@ -204,10 +204,12 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
     fmt::print("reloaded\n");
     return k_exit_ok;
   }
+  const json unchanged = answer->value("unchanged", json::array());
   for (const auto& label : (*answer)["groups"]) {
+    const bool already = std::find(unchanged.begin(), unchanged.end(), label) != unchanged.end();
     fmt::print("{}: {}\n", label.get<std::string>(),
-               command == "stop"    ? "stopping"
-               : command == "start" ? "starting"
+               command == "stop"    ? (already ? "already stopped" : "stopping")
+               : command == "start" ? (already ? "already running" : "starting")
                                     : "restarting");
   }
   return k_exit_ok;

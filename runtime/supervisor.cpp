@@ -1489,14 +1489,16 @@ void Supervisor::Impl::wait_for_reload(UniqueFd fd, nlohmann::json answer) {
   }
 }
 
-// Why GROUP, started by a reload, did not start ("" if it did not fail); PENDING: some worker
-// is still starting.
+// Why GROUP, started or restarted by a reload, did not start ("" if it did not fail);
+// PENDING: some worker is still starting, or the rolling restart goes on.
 std::string Supervisor::Impl::start_failure(const Group& group, bool& pending) const {
   if (!group.error.empty()) {
     return group.error;
   }
+  pending = !group.rolling.empty();
   for (const auto& process : group.processes) {
-    if (process->ready || process->removed || process->held) {
+    if (process->removed || process->held ||
+        (process->ready && process->staging_path.empty() && process->pending_replace.empty())) {
       continue;
     }
     if (process->failures_in_a_row >= k_failures_before_failed_start ||
@@ -1512,7 +1514,7 @@ std::string Supervisor::Impl::start_failure(const Group& group, bool& pending) c
 }
 
 // True once WAITER is answered: nginx serves the new configuration, and every app the reload
-// started is ready or has failed (else, at its deadline, reported as still starting).
+// started or restarted is ready or has failed (else, at its deadline, reported as pending).
 bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t now) {
   if (m_nginx_apply_deadline_us != 0) {
     return false;
@@ -1521,29 +1523,35 @@ bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t 
   std::vector<std::string> failed;
   std::vector<std::string> slow;
   nlohmann::json not_started = nlohmann::json::array();
-  for (const auto& label : answer.value("started", nlohmann::json::array())) {
-    for (const auto& group : m_groups) {
-      if (group->label != label.get<std::string>() || group->retired) {
-        continue;
-      }
-      bool pending = false;
-      const std::string why = start_failure(*group, pending);
-      if (!why.empty()) {
-        not_started.push_back(group->label);
-        failed.push_back(fmt::format("{} did not start ({}; see `mfserv logs {}`)", group->label,
-                                     why, group->label));
-      } else if (pending) {
-        slow.push_back(group->label);
+  for (const char* what : {"started", "restarted"}) {
+    const bool restarted = std::string_view(what) == "restarted";
+    for (const auto& label : answer.value(what, nlohmann::json::array())) {
+      for (const auto& group : m_groups) {
+        if (group->label != label.get<std::string>() || group->retired) {
+          continue;
+        }
+        bool pending = false;
+        const std::string why = start_failure(*group, pending);
+        if (!why.empty()) {
+          not_started.push_back(group->label);
+          failed.push_back(fmt::format("{} did not {} ({}{}; see `mfserv logs {}`)", group->label,
+                                       restarted ? "restart" : "start", why,
+                                       restarted ? "; its previous version keeps serving" : "",
+                                       group->label));
+        } else if (pending) {
+          slow.push_back(fmt::format(
+              "{} is {} after {} s (see `mfserv ps`)", group->label,
+              restarted ? "still restarting (its previous version serves)" : "not ready",
+              k_reload_ready_wait_us / k_usec_per_sec));
+        }
       }
     }
   }
   if (!slow.empty() && now < waiter.deadline_us) {
     return false;
   }
-  for (const auto& label : slow) {
-    answer["diagnostics"].push_back(
-        fmt::format("warning: {} is not ready after {} s: still starting (see `mfserv ps`)", label,
-                    k_reload_ready_wait_us / k_usec_per_sec));
+  for (const auto& text : slow) {
+    answer["diagnostics"].push_back("warning: " + text);
   }
   if (!failed.empty()) {
     // Only apps failed to start (exit 4, as `run --detach`), or the reload failed as well.
@@ -2138,17 +2146,31 @@ nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
       }
     }
     nlohmann::json labels = nlohmann::json::array();
+    nlohmann::json unchanged = nlohmann::json::array();  // already stopped, or already running
     for (Group* group : groups) {
       labels.push_back(group->label);
+      const bool all_held = std::all_of(group->processes.begin(), group->processes.end(),
+                                        [](const auto& process) { return process->held; });
+      const bool none_idle =
+          std::none_of(group->processes.begin(), group->processes.end(), [](const auto& process) {
+            return process->held || process->state == ProcessState::Stopped ||
+                   process->state == ProcessState::Failed;
+          });
       if (cmd == "stop") {
+        if (all_held) {
+          unchanged.push_back(group->label);
+        }
         hold_group(*group);
       } else if (cmd == "start") {
+        if (none_idle) {
+          unchanged.push_back(group->label);
+        }
         release_group(*group);
       } else {
         restart_group(*group);
       }
     }
-    return {{"ok", true}, {"groups", labels}};
+    return {{"ok", true}, {"groups", labels}, {"unchanged", unchanged}};
   }
   return {{"ok", false}, {"error", "unknown command '" + cmd + "'"}};
 }

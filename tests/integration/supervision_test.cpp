@@ -463,6 +463,28 @@ TEST_CASE("reload waits for the apps it starts and names those that do not start
   CHECK(ready == 2);
   CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(http_get(port, "/alpha/main/").status == 200);
+
+  // A changed app: every worker replaced by the time reload answers.
+  const auto good_before = worker_pids(home, "good");
+  home.add_plugin("good", testapp_plugin(2, "# changed\n"));
+  auto changed = run_mfserv({home.home_arg(), "reload"});
+  INFO(changed.out << changed.err);
+  CHECK(changed.out.find("restarted good/main") != std::string::npos);
+  const auto good_after = worker_pids(home, "good");
+  CHECK(good_after.size() == 2);
+  for (int pid : good_after) {
+    CHECK(good_before.count(pid) == 0);
+  }
+  // A change that does not start: named, and the previous version keeps serving.
+  home.add_plugin(
+      "alpha",
+      test_general() + "[app_main]\n_cmd_and_args = /bin/sh -c 'exit 5'\nnumprocesses = 1\n");
+  auto broken = run_mfserv({home.home_arg(), "reload"});
+  INFO(broken.out << broken.err);
+  CHECK(broken.exit_code == 4);
+  CHECK(broken.err.find("alpha/main did not restart (worker 1: exit 5; its previous version keeps "
+                        "serving; see `mfserv logs alpha/main`)") != std::string::npos);
+  CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -720,6 +742,10 @@ TEST_CASE("stop and start PLUGIN/APP: held workers stay down, the rest serve",
   REQUIRE(run_mfserv({home.home_arg(), "start", "alpha"}).exit_code == 0);
   REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 10s));
   CHECK(http_get(port, "/alpha/main/").status == 200);
+  // Asking again says nothing was to be done.
+  CHECK(run_mfserv({home.home_arg(), "start", "alpha"}).out == "alpha/main: already running\n");
+  CHECK(run_mfserv({home.home_arg(), "stop", "beta"}).out == "beta/main: stopping\n");
+  CHECK(run_mfserv({home.home_arg(), "stop", "beta"}).out == "beta/main: already stopped\n");
   auto unknown = run_mfserv({home.home_arg(), "restart", "nope"});
   CHECK(unknown.exit_code == 1);
   CHECK(unknown.err.find("no running plugin or app matches 'nope'") != std::string::npos);

@@ -228,64 +228,59 @@ class V1Backend final : public CgroupBackend {
     return mounts && mounts->find(" cgroup2 ") != std::string::npos;
   }
 
+  // Every limit, set or not: one a reload removed goes back to the kernel's default (an
+  // existing cgroup keeps what was written before). Resets skip a controller that is absent.
   Status apply_limits(const std::string& rel, const CgroupLimits& limits) {
+    auto reset = [](const std::string& d, const char* file, const char* value) -> Status {
+      return path_exists(d + "/" + file) ? write_control(d, file, value) : Status{};
+    };
     std::string memory_dir = dir("memory", rel);
     bool has_memsw = path_exists(memory_dir + "/memory.memsw.limit_in_bytes");
-    if (limits.memory_max) {
-      // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes (EINVAL,
-      // cgroup-v1/memory.rst 2.5): lift memsw first so that a re-applied, larger limit works.
-      if (has_memsw) {
-        if (auto st = write_control(memory_dir, "memory.memsw.limit_in_bytes", "-1"); !st) {
-          return st;
-        }
-      }
-      if (auto st = write_control(memory_dir, "memory.limit_in_bytes",
-                                  std::to_string(*limits.memory_max));
-          !st) {
-        return st;
-      }
-      // memsw is memory+swap: memory_max + swap_max keeps swap use at swap_max. Hosts booted
-      // without swap accounting have no memsw file; CgroupCheck::swap_limit reports that.
-      if (limits.swap_max && has_memsw) {
-        if (auto st = write_control(memory_dir, "memory.memsw.limit_in_bytes",
-                                    std::to_string(*limits.memory_max + *limits.swap_max));
-            !st) {
-          return st;
-        }
-      }
+    // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes (EINVAL,
+    // cgroup-v1/memory.rst 2.5): lift memsw first, so that a larger or no limit works.
+    Status st =
+        has_memsw ? write_control(memory_dir, "memory.memsw.limit_in_bytes", "-1") : Status{};
+    if (st) {
+      st = limits.memory_max ? write_control(memory_dir, "memory.limit_in_bytes",
+                                             std::to_string(*limits.memory_max))
+                             : reset(memory_dir, "memory.limit_in_bytes", "-1");
     }
-    if (limits.memory_high) {
-      if (auto st = write_control(memory_dir, "memory.soft_limit_in_bytes",
-                                  std::to_string(*limits.memory_high));
-          !st) {
-        return st;
-      }
+    // memsw is memory+swap: memory_max + swap_max keeps swap use at swap_max. Hosts booted
+    // without swap accounting have no memsw file; CgroupCheck::swap_limit reports that.
+    if (st && limits.memory_max && limits.swap_max && has_memsw) {
+      st = write_control(memory_dir, "memory.memsw.limit_in_bytes",
+                         std::to_string(*limits.memory_max + *limits.swap_max));
     }
-    if (limits.pids_max) {
-      if (auto st = write_control(dir("pids", rel), "pids.max", std::to_string(*limits.pids_max));
-          !st) {
-        return st;
-      }
+    if (st) {
+      st = limits.memory_high ? write_control(memory_dir, "memory.soft_limit_in_bytes",
+                                              std::to_string(*limits.memory_high))
+                              : reset(memory_dir, "memory.soft_limit_in_bytes", "-1");
     }
-    if (limits.cpu_weight) {
+    if (st) {
+      st = limits.pids_max
+               ? write_control(dir("pids", rel), "pids.max", std::to_string(*limits.pids_max))
+               : reset(dir("pids", rel), "pids.max", "max");
+    }
+    if (st) {
       // cpu.shares default 1024 matches cpu.weight default 100.
-      auto shares = std::max<std::uint64_t>(2, *limits.cpu_weight * 1024 / 100);
-      if (auto st = write_control(dir("cpu", rel), "cpu.shares", std::to_string(shares)); !st) {
-        return st;
-      }
+      st = limits.cpu_weight
+               ? write_control(
+                     dir("cpu", rel), "cpu.shares",
+                     std::to_string(std::max<std::uint64_t>(2, *limits.cpu_weight * 1024 / 100)))
+               : reset(dir("cpu", rel), "cpu.shares", "1024");
     }
-    if (!limits.cpu_max.empty()) {
+    if (st && !limits.cpu_max.empty()) {
       auto parts = split(limits.cpu_max, ' ');
       std::string period = parts.size() > 1 ? parts[1] : "100000";
       std::string quota = parts[0] == "max" ? "-1" : parts[0];
-      if (auto st = write_control(dir("cpu", rel), "cpu.cfs_period_us", period); !st) {
-        return st;
+      st = write_control(dir("cpu", rel), "cpu.cfs_period_us", period);
+      if (st) {
+        st = write_control(dir("cpu", rel), "cpu.cfs_quota_us", quota);
       }
-      if (auto st = write_control(dir("cpu", rel), "cpu.cfs_quota_us", quota); !st) {
-        return st;
-      }
+    } else if (st) {
+      st = reset(dir("cpu", rel), "cpu.cfs_quota_us", "-1");
     }
-    return {};
+    return st;
   }
 
   std::map<std::string, std::string> m_mounts;

@@ -349,44 +349,45 @@ class V2Backend final : public CgroupBackend {
     return text.empty() ? "none" : text;
   }
 
+  // Every limit, set or not: one a reload removed goes back to the kernel's default (an
+  // existing cgroup keeps what was written before), where its controller is enabled.
   static Status apply_limits(const std::string& d, const CgroupLimits& limits) {
-    auto write = [&](bool wanted, const char* file, const std::string& value) -> Status {
-      if (!wanted) {
-        return {};
-      }
+    auto write = [&](const char* file, const std::optional<std::string>& value,
+                     const char* unset) -> Status {
       if (!path_exists(d + "/" + file)) {
-        return Error(std::string("cannot apply ") + file + "=" + value + " in " + d +
+        if (!value) {
+          return {};  // nothing asked, nothing to reset
+        }
+        return Error(std::string("cannot apply ") + file + "=" + *value + " in " + d +
                      ": the file does not exist (controller not enabled for this cgroup)");
       }
-      return write_control(d, file, value);
+      return write_control(d, file, value ? *value : unset);
     };
-    if (limits.memory_max) {
-      if (auto st = write(true, "memory.max", std::to_string(*limits.memory_max)); !st) {
-        return st;
-      }
-      // Absent when swap accounting is off; CgroupCheck::swap_limit reports that.
-      if (limits.swap_max && path_exists(d + "/memory.swap.max")) {
-        if (auto st = write(true, "memory.swap.max", std::to_string(*limits.swap_max)); !st) {
-          return st;
-        }
-      }
+    auto text = [](const std::optional<std::uint64_t>& value) {
+      return value ? std::optional<std::string>(std::to_string(*value)) : std::nullopt;
+    };
+    // swap_max applies together with memory_max; absent when swap accounting is off
+    // (CgroupCheck::swap_limit reports that).
+    const std::optional<std::uint64_t> swap = limits.memory_max ? limits.swap_max : std::nullopt;
+    Status st = write("memory.max", text(limits.memory_max), "max");
+    if (st && path_exists(d + "/memory.swap.max")) {
+      st = write("memory.swap.max", text(swap), "max");
     }
-    if (limits.memory_high) {
-      if (auto st = write(true, "memory.high", std::to_string(*limits.memory_high)); !st) {
-        return st;
-      }
+    if (st) {
+      st = write("memory.high", text(limits.memory_high), "max");
     }
-    if (limits.pids_max) {
-      if (auto st = write(true, "pids.max", std::to_string(*limits.pids_max)); !st) {
-        return st;
-      }
+    if (st) {
+      st = write("pids.max", text(limits.pids_max), "max");
     }
-    if (limits.cpu_weight) {
-      if (auto st = write(true, "cpu.weight", std::to_string(*limits.cpu_weight)); !st) {
-        return st;
-      }
+    if (st) {
+      st = write("cpu.weight", text(limits.cpu_weight), "100");
     }
-    return write(!limits.cpu_max.empty(), "cpu.max", limits.cpu_max);
+    if (st) {
+      st = write("cpu.max",
+                 limits.cpu_max.empty() ? std::nullopt : std::optional<std::string>(limits.cpu_max),
+                 "max");
+    }
+    return st;
   }
 
   std::string m_mount;

@@ -365,6 +365,26 @@ TEST_CASE_METHOD(CgroupFixture, "limits are applied and read back from the kerne
   REQUIRE_OK(cg().create(rel("app"), app));
   CHECK(cg().usage(rel("app")).memory_limit == 128 * k_mib);
 
+  // Limits a reload removed go back to the kernel's defaults on the existing cgroup (they
+  // used to stay as last written).
+  REQUIRE_OK(cg().create(rel("app"), CgroupLimits{}));
+  CHECK_FALSE(cg().usage(rel("app")).memory_limit.has_value());
+  if (v2()) {
+    CHECK(kfile("", rel("app"), "memory.max") == "max");
+    CHECK(kfile("", rel("app"), "memory.high") == "max");
+    CHECK(kfile("", rel("app"), "pids.max") == "max");
+    if (cpu) {
+      CHECK(kfile("", rel("app"), "cpu.weight") == "100");
+      CHECK(kfile("", rel("app"), "cpu.max") == "max 100000");
+    }
+  } else {
+    CHECK(kfile("pids", rel("app"), "pids.max") == "max");
+    if (cpu) {
+      CHECK(kfile("cpu", rel("app"), "cpu.shares") == "1024");
+      CHECK(kfile("cpu", rel("app"), "cpu.cfs_quota_us") == "-1");
+    }
+  }
+
   if (!cpu) {
     // C11 with a controller the base does not have (the VM's delegated shape has no cpu).
     CgroupLimits wants_cpu;

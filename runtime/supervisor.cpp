@@ -1768,6 +1768,7 @@ nlohmann::json Supervisor::Impl::reload() {
   const Home& home = m_options.home;
   auto report = images::load_plugins(home.plugins_dir(), home.load_options());
   nlohmann::json diagnostics = nlohmann::json::array();
+  const FrontSettings previous_front = m_options.front;
   const std::string settings_error = reload_settings(diagnostics);
   for (const auto& diagnostic : report.diagnostics) {
     diagnostics.push_back(diagnostic.describe());
@@ -1813,6 +1814,29 @@ nlohmann::json Supervisor::Impl::reload() {
     std::vector<images::PluginConfig> loaded = report.plugins;
     loaded.insert(loaded.end(), kept.begin(), kept.end());
     m_hidden_plugins = hidden_plugin_dirs(home, loaded);
+  }
+  // nginx checks the new configuration before anything changes: one it rejects leaves every
+  // app as it was, since nginx keeps routing to them.
+  const auto before = read_file(home.nginx_conf());
+  std::vector<images::PluginConfig> previous_plugins = std::move(m_plugins);
+  m_plugins = report.plugins;
+  m_plugins.insert(m_plugins.end(), kept.begin(), kept.end());
+  if (auto st = write_nginx_conf(); !st) {
+    m_log.error("reload: " + st.error().describe() + "; nothing changed");
+    m_plugins = std::move(previous_plugins);
+    m_hidden_plugins = hidden_plugin_dirs(home, m_plugins);
+    m_options.front = previous_front;
+    return {{"ok", false},
+            {"started", nlohmann::json::array()},
+            {"restarted", nlohmann::json::array()},
+            {"stopped", nlohmann::json::array()},
+            {"diagnostics", diagnostics},
+            {"error", st.error().describe() +
+                          " (nothing changed: nginx and every app keep their previous "
+                          "configuration)"}};
+  }
+  for (const auto& drop : m_dropped_claims) {
+    diagnostics.push_back("warning: " + drop.message);
   }
   auto is_kept = [&](const std::string& name) {
     return std::any_of(kept.begin(), kept.end(), [&](const auto& p) { return p.name == name; });
@@ -1882,23 +1906,13 @@ nlohmann::json Supervisor::Impl::reload() {
   for (auto& group : added) {
     (void)prepare_group(*group);
   }
-  m_plugins = report.plugins;
-  m_plugins.insert(m_plugins.end(), kept.begin(), kept.end());
   for (auto& group : m_groups) {
     if (group->sandbox) {
       group->sandbox->hide_shared = m_hidden_plugins;  // their next start hides new plugins too
     }
   }
-  auto before = read_file(home.nginx_conf());
-  auto st = write_nginx_conf();
-  for (const auto& drop : m_dropped_claims) {
-    diagnostics.push_back("warning: " + drop.message);
-  }
   auto after = read_file(home.nginx_conf());
   bool changed = !before || !after || *before != *after;
-  if (!st) {
-    m_log.error("reload: " + st.error().describe());
-  }
   // Out of nginx's configuration now: they stop once nginx no longer uses them.
   for (Group* group : to_retire) {
     m_log.info("reload: stopping " + group->label);
@@ -1914,7 +1928,7 @@ nlohmann::json Supervisor::Impl::reload() {
       }
     }
   }
-  if (st && changed && m_nginx->processes.front()->pid > 0) {
+  if (changed && m_nginx->processes.front()->pid > 0) {
     reload_nginx();  // only when its configuration changed
   } else if (!m_nginx_settle_timer.active()) {
     stop_out_of_nginx();
@@ -1942,14 +1956,11 @@ nlohmann::json Supervisor::Impl::reload() {
     start_process(*process);
   }
   sweep();  // TO_RETIRE may dangle from here on
-  nlohmann::json answer = {{"ok", st.ok()},
+  nlohmann::json answer = {{"ok", true},
                            {"started", started},
                            {"restarted", restarted},
                            {"stopped", stopped},
                            {"diagnostics", diagnostics}};
-  if (!st) {
-    answer["error"] = st.error().describe() + " (nginx keeps its previous configuration)";
-  }
   auto add_error = [&](const std::string& text) {
     answer["ok"] = false;
     answer["error"] =

@@ -738,20 +738,29 @@ TEST_CASE("C15: a fragment nginx rejects is refused with nginx's error quoted",
     CHECK(fs::is_empty(home.path() + "/run/sockets"));
   }
 
-  SECTION("at reload: the running nginx keeps its configuration and serves") {
+  SECTION("at reload: nothing changes, the running nginx and apps serve as before") {
+    home.add_plugin("leaving", testapp_plugin(1));
     start_or_fail(home, port);
     const std::string last_good = read_text(conf_path);
     const std::string dir =
         home.add_plugin("broken", testapp_plugin(1, "_extra_nginx_conf_filename = extra.conf\n"),
                         {{"extra.conf", fragment}});
+    // Removed in the same reload: nginx keeps routing to it, so it must keep running (it used
+    // to be stopped, and answered 502).
+    fs::remove(home.path() + "/plugins/leaving");
     auto reloaded = run_mfserv({home.home_arg(), "reload"});
     INFO(reloaded.out << reloaded.err);
     CHECK(reloaded.exit_code == 1);
     CHECK(reloaded.err.find("invalid number of arguments in \"add_header\" directive in " + dir +
                             "/extra.conf:2") != std::string::npos);
-    CHECK(reloaded.err.find("nginx keeps its previous configuration") != std::string::npos);
+    CHECK(reloaded.err.find("nothing changed: nginx and every app keep their previous "
+                            "configuration") != std::string::npos);
+    CHECK(reloaded.out.empty());  // neither started nor stopped anything
     CHECK(read_text(conf_path) == last_good);
     CHECK(answered_by(get(port, "/good/main/")) == "good/main");
+    std::this_thread::sleep_for(500ms);  // a stop would have begun by now
+    CHECK(answered_by(get(port, "/leaving/main/")) == "leaving/main");
+    CHECK(processes_mentioning(home.path() + "/run/sockets/app_broken_main").empty());
     CHECK(get(port, "/__health").status == 200);
     CHECK(get(port, "/broken/main/").status == 404);
 

@@ -685,11 +685,13 @@ void write_http_settings(ConfWriter& writer, const FrontConfig& front,
 
   writer.line("proxy_http_version 1.1;");
   writer.line("proxy_buffering off;");
-  // A refused connection (a worker restarting) moves on to the next worker. nginx's "error"
-  // also covers a worker failing before its response header, so an idempotent request may be
-  // retried then; without "non_idempotent" a POST, PATCH or LOCK once sent never is.
+  // A refused connection (a crash-looping worker) moves on to the next worker. nginx's
+  // "error" also covers a worker dying before its response header, so an idempotent request
+  // is retried then too: once only, so that a request which kills its worker takes at most
+  // two with it, not every worker of the app. Without "non_idempotent" a POST, PATCH or LOCK
+  // once sent is never retried.
   writer.line("proxy_next_upstream error;");
-  writer.line("proxy_next_upstream_tries 0;");
+  writer.line("proxy_next_upstream_tries 2;");
   for (const std::string& line : proxy_header_lines(front)) {
     writer.line(line);
   }

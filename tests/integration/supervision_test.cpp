@@ -664,6 +664,31 @@ TEST_CASE(
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a request that kills its worker is retried once: it takes at most two workers down",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(4));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  CHECK(http_get(port, "/alpha/main/exit").status == 502);
+  auto restarts = [&] {
+    int total = 0;
+    const json ps = home.ps();
+    for (const auto& row : ps["processes"]) {
+      total += row["restarts"].get<int>();
+    }
+    return total;
+  };
+  REQUIRE(wait_until([&] { return restarts() >= 2 && all_running(home, "alpha"); }, 10s));
+  std::this_thread::sleep_for(300ms);
+  CHECK(restarts() == 2);  // every one of the 4 used to die
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("C6: an extra daemon with numprocesses = 2: two processes, a log, no route",
           "[integration][root][supervision][C6]") {
   if (!require_root()) {

@@ -124,6 +124,14 @@ Result<std::size_t> stop_leftovers(isolation::CgroupBackend& cgroups, const Home
   if (auto st = cgroups.remove(root); !st) {
     return st.error();
   }
+  // Its sockets, the replacements' staging ones (.nN) included: nothing listens on them any
+  // more. Only sockets: never another kind of file someone put there.
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(home.sockets_dir(), error)) {
+    if (entry.symlink_status(error).type() == std::filesystem::file_type::socket) {
+      std::filesystem::remove(entry.path(), error);
+    }
+  }
   return left;
 }
 

@@ -2,10 +2,13 @@
 // real nginx counts every non-2xx answer during restarts, reloads, max_age recycling and
 // crashes; and cases C1-C6 of shared/cases.md.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -804,6 +807,19 @@ TEST_CASE("after kill -9 of the supervisor: run again or stop cleans up",
   REQUIRE(::kill(supervisor, SIGKILL) == 0);
   REQUIRE(wait_until([&] { return !alive(supervisor); }, 5s));
   CHECK(http_get(port, "/alpha/main/").status == 200);  // the orphans still serve
+  // A replacement's staging socket, as a kill during a rolling restart leaves it (it used to
+  // stay for good), and a file that is not a socket (never removed).
+  const std::string staging = home.path() + "/run/sockets/.n7";
+  const std::string not_a_socket = home.path() + "/run/sockets/notes.txt";
+  {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, staging.c_str(), sizeof addr.sun_path - 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    ::close(fd);
+  }
+  write_text(not_a_socket, "mine\n");
 
   SECTION("run again") {
     auto again = home.start(port);
@@ -816,6 +832,7 @@ TEST_CASE("after kill -9 of the supervisor: run again or stop cleans up",
     CHECK(processes_mentioning(home.path() + "/run/sockets/app_alpha_main_").size() ==
           2);  // never two copies
     CHECK(read_text(home.path() + "/log/mfserv.log").find("left in") != std::string::npos);
+    CHECK_FALSE(fs::exists(staging));
   }
   SECTION("stop") {
     auto stopped = home.stop();
@@ -829,6 +846,9 @@ TEST_CASE("after kill -9 of the supervisor: run again or stop cleans up",
     }
     CHECK(wait_until([&] { return !alive(old_nginx); }, 5s));
     CHECK_FALSE(fs::exists(home.instance_cgroup_v1_memory()));
+    CHECK_FALSE(fs::exists(staging));
+    CHECK(read_text(not_a_socket) == "mine\n");
+    fs::remove(not_a_socket);
     CHECK(home.stop().exit_code == 3);  // nothing left
     REQUIRE(home.start(port).exit_code == 0);
   }

@@ -53,8 +53,8 @@ Result<UniqueFd> lock_home(const Home& home);
 bool home_is_locked(const Home& home);
 
 // A supervisor killed with -9 leaves nginx and the workers in the home's cgroups: kills them
-// and removes those cgroups and the sockets it left. For whoever holds the home's lock (a starting supervisor,
-// `mfserv stop` with none running). Returns how many processes there were.
+// and removes those cgroups and the sockets it left. For whoever holds the home's lock (a starting
+// supervisor, `mfserv stop` with none running). Returns how many processes there were.
 Result<std::size_t> stop_leftovers(isolation::CgroupBackend& cgroups, const Home& home);
 
 }  // namespace mfserv::runtime

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <set>
 
 #include <fmt/format.h>
@@ -52,6 +53,7 @@ constexpr int k_nginx_grace_s = 10;
 // ms), and how often it looks meanwhile.
 constexpr std::uint64_t k_nginx_apply_wait_us = 3 * 1000 * 1000;
 constexpr std::uint64_t k_nginx_apply_tick_us = 5 * 1000;
+constexpr std::size_t k_max_probe_drains = 64;
 // How long a `reload` answer waits for the apps it started to be ready (the control client
 // gives up after 15 s): slower ones are reported as still starting.
 constexpr std::uint64_t k_reload_ready_wait_us = 10 * k_usec_per_sec;
@@ -93,6 +95,7 @@ class Supervisor::Impl {
     m_control_watch.reset();
     m_startup_timer.reset();
     m_reload_timer.reset();
+    m_probe_drains.clear();
     if (m_event) {
       sd_event_unref(m_event);
     }
@@ -169,6 +172,7 @@ class Supervisor::Impl {
   static int on_child(sd_event_source*, const siginfo_t* info, void* data);
   static int on_process_timer(sd_event_source*, uint64_t, void* data);
   static int on_probe_io(sd_event_source*, int, uint32_t, void* data);
+  static int on_probe_drain_io(sd_event_source*, int fd, uint32_t, void* data);
   static int on_signal(sd_event_source*, const struct signalfd_siginfo* info, void* data);
   static int on_control_io(sd_event_source*, int, uint32_t, void* data);
   static int on_startup_deadline(sd_event_source*, uint64_t, void* data);
@@ -218,6 +222,13 @@ class Supervisor::Impl {
     nlohmann::json answer;
     std::uint64_t deadline_us = 0;
   };
+  // Probe connections that got their answer's first bytes, read to the end (drain_probe).
+  struct ProbeDrain {
+    UniqueFd fd;
+    EventSource watch;
+  };
+  std::deque<ProbeDrain> m_probe_drains;
+  void drain_probe(UniqueFd fd);
   std::vector<pid_t> m_nginx_workers_before;
   std::uint64_t m_nginx_apply_deadline_us = 0;  // 0: nothing to wait for from nginx
   std::vector<ReloadWaiter> m_reload_waiters;
@@ -1041,15 +1052,42 @@ void Supervisor::Impl::probe_connect(Process& process) {
 
 void Supervisor::Impl::probe_readable(Process& process) {
   char buffer[16] = {};
-  ssize_t n = ::recv(process.probe_fd.get(), buffer, sizeof buffer - 1, 0);
+  ssize_t n = ::recv(process.probe_fd.get(), buffer, sizeof buffer - 1, MSG_DONTWAIT);
   process.probe_watch.reset();
-  process.probe_fd.reset();
   process.timer.reset();
   if (n > 0 && std::strncmp(buffer, "HTTP/", 5) == 0) {
+    drain_probe(std::move(process.probe_fd));
     mark_ready(process);
     return;
   }
+  process.probe_fd.reset();
   (void)add_timer(process.timer, k_probe_interval_us, process);
+}
+
+// The rest of a probe's answer is read until the app closes (HTTP/1.0), so that it never
+// writes to a closed socket (a broken-pipe traceback in its log), whatever happens to the
+// worker meanwhile. An app that keeps it open loses it once k_max_probe_drains are newer.
+void Supervisor::Impl::drain_probe(UniqueFd fd) {
+  sd_event_source* source = nullptr;
+  if (sd_event_add_io(m_event, &source, fd.get(), EPOLLIN, on_probe_drain_io, this) < 0) {
+    return;
+  }
+  m_probe_drains.push_back({std::move(fd), EventSource(source)});
+  if (m_probe_drains.size() > k_max_probe_drains) {
+    m_probe_drains.pop_front();
+  }
+}
+
+int Supervisor::Impl::on_probe_drain_io(sd_event_source*, int fd, uint32_t, void* data) {
+  auto* self = static_cast<Impl*>(data);
+  char buffer[4096];
+  const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+    return 0;
+  }
+  std::erase_if(self->m_probe_drains,
+                [fd](const ProbeDrain& drain) { return drain.fd.get() == fd; });
+  return 0;
 }
 
 void Supervisor::Impl::mark_ready(Process& process) {

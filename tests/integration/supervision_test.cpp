@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -295,7 +296,10 @@ TEST_CASE("a new version that never becomes ready leaves the previous worker ser
   std::string override_file = home.path() + "/config/plugins/alpha.ini";
   LoadLoop load(port, "/alpha/main/");
   write_text(override_file, "[custom]\nfail_at_start = 1\n");
-  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  auto failing = run_mfserv({home.home_arg(), "reload"});
+  CHECK(failing.exit_code == 4);  // reload waits for it, and says so
+  CHECK(failing.err.find("alpha/main did not restart (worker 1: exit 1; its previous version "
+                         "keeps serving") != std::string::npos);
   // The new incarnation keeps failing; the old one keeps answering.
   CHECK(wait_until(
       [&] {
@@ -338,13 +342,17 @@ TEST_CASE("a replacement slow to start: the previous worker serves until the new
   };
   LoadLoop load(port, "/alpha/main/");
   write_text(home.path() + "/config/plugins/alpha.ini", "[custom]\nstart_seconds = 3\n");
-  REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+  // reload answers once the new incarnation serves.
+  auto reload = std::async(std::launch::async, [&] {
+    return run_mfserv({home.home_arg(), "reload"}).exit_code;
+  });
   // The new incarnation is not listening yet: its readiness must not be read from the old
   // one's answers on a shared socket.
   std::this_thread::sleep_for(1500ms);
   CHECK(alive(old_pid));
   CHECK(answered_by() == "0");
-  CHECK(wait_until([&] { return answered_by() == "3"; }, 15s));
+  REQUIRE(reload.get() == 0);
+  CHECK(answered_by() == "3");
   CHECK(wait_until([&] { return !alive(old_pid); }, 15s));
   check_no_failed_request(load);
   // No replacement socket is left behind.
@@ -689,6 +697,27 @@ TEST_CASE("a request that kills its worker is retried once: it takes at most two
   std::this_thread::sleep_for(300ms);
   CHECK(restarts() == 2);  // every one of the 4 used to die
   CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("the readiness probe reads the whole answer: no broken pipe in the app's log",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // The body comes 0.2 s after the headers: a probe that closes at the first bytes makes
+  // that write fail (it did, with a traceback per start in the log).
+  home.add_plugin("alpha", testapp_plugin(2, "_http_test_endpoint = /slowbody\n"));
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  REQUIRE(run_mfserv({home.home_arg(), "restart", "alpha"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return all_running(home, "alpha"); }, 10s));
+  std::this_thread::sleep_for(500ms);  // the last body is written by then
+  const std::string log = read_text(home.path() + "/log/app_alpha_main.log");
+  INFO(log);
+  CHECK(log.find("Broken pipe") == std::string::npos);
+  CHECK(log.find("BrokenPipeError") == std::string::npos);
   CHECK(home.stop().exit_code == 0);
 }
 

@@ -62,7 +62,7 @@ void apply_if_running(const runtime::Home& home) {
                 answer.error().describe() + " (run `mfserv reload`)");
     return;
   }
-  for (const char* what : {"started", "restarted", "stopped"}) {
+  for (const char* what : {"started", "restarted", "resized", "stopped"}) {
     for (const auto& label : (*answer)[what]) {
       fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
     }

@@ -423,7 +423,7 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
   group->plugin_holder = plugin;
   group->plugin = plugin.get();
   group->app = &app;
-  group->fingerprint = plugin_fingerprint(home, *plugin);
+  group->fingerprint = app_fingerprint(home, *plugin, app);
   group->label = plugin->name + "/" + (is_app ? app.name : app.section);
   group->cgroup = app_cgroup(home, *plugin, app);
   group->log_path = app_log_path(home, *plugin, app);
@@ -1561,7 +1561,7 @@ bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t 
   std::vector<std::string> failed;
   std::vector<std::string> slow;
   nlohmann::json not_started = nlohmann::json::array();
-  for (const char* what : {"started", "restarted"}) {
+  for (const char* what : {"started", "restarted", "resized"}) {
     const bool restarted = std::string_view(what) == "restarted";
     for (const auto& label : answer.value(what, nlohmann::json::array())) {
       for (const auto& group : m_groups) {
@@ -1814,6 +1814,7 @@ nlohmann::json Supervisor::Impl::reload() {
   }
   std::vector<std::unique_ptr<Group>> added;
   std::vector<Group*> to_restart;
+  std::vector<Group*> resized;  // only numprocesses changed: workers added or removed
   std::vector<Group*> to_retire;
   std::vector<Process*> fresh;  // workers a higher numprocesses adds
   std::string failed;           // apps that cannot start, and why
@@ -1888,12 +1889,13 @@ nlohmann::json Supervisor::Impl::reload() {
       to_retire.push_back(group.get());
       continue;
     }
-    std::string fingerprint = plugin_fingerprint(home, *holder);
-    if (fingerprint == group->fingerprint) {
+    std::string fingerprint = app_fingerprint(home, *holder, *app);
+    const bool same_config = fingerprint == group->fingerprint;
+    if (same_config && app->numprocesses == group->app->numprocesses) {
       continue;
     }
     // Same app, new config: the group keeps its sockets and takes the new settings; a new
-    // numprocesses adds workers or removes the last ones.
+    // numprocesses adds workers or removes the last ones, and alone restarts no other.
     auto replacement = make_group(holder, *app);
     group->plugin_holder = holder;
     group->plugin = holder.get();
@@ -1915,7 +1917,17 @@ nlohmann::json Supervisor::Impl::reload() {
     for (Process* process : resize_group(*group, app->numprocesses)) {
       fresh.push_back(process);
     }
-    to_restart.push_back(group.get());
+    if (!same_config) {
+      to_restart.push_back(group.get());
+      continue;
+    }
+    resized.push_back(group.get());
+    for (auto& process : group->processes) {  // removed earlier, wanted again, stopped since
+      if (!process->removed && !process->held && process->state == ProcessState::Stopped &&
+          std::find(fresh.begin(), fresh.end(), process.get()) == fresh.end()) {
+        fresh.push_back(process.get());
+      }
+    }
   }
   for (const auto& holder : holders) {
     for (const auto& app : holder->apps) {
@@ -1958,9 +1970,11 @@ nlohmann::json Supervisor::Impl::reload() {
       process->stop_after_nginx = true;
     }
   }
-  for (Group* group : to_restart) {
+  std::vector<Group*> reshaped = to_restart;
+  reshaped.insert(reshaped.end(), resized.begin(), resized.end());
+  for (Group* group : reshaped) {
     for (auto& process : group->processes) {
-      if (process->removed) {
+      if (process->removed && !process->stop_after_nginx) {
         m_log.info(fmt::format("reload: {} worker {} removed", group->label, process->wid));
         process->stop_after_nginx = true;
       }
@@ -1990,6 +2004,12 @@ nlohmann::json Supervisor::Impl::reload() {
     m_log.info("reload: restarting " + group->label);
     restart_group(*group, fresh);
   }
+  nlohmann::json resized_labels = nlohmann::json::array();
+  for (Group* group : resized) {
+    resized_labels.push_back(group->label);
+    m_log.info(
+        fmt::format("reload: {} now has {} workers", group->label, group->app->numprocesses));
+  }
   for (Process* process : fresh) {
     start_process(*process);
   }
@@ -1997,6 +2017,7 @@ nlohmann::json Supervisor::Impl::reload() {
   nlohmann::json answer = {{"ok", true},
                            {"started", started},
                            {"restarted", restarted},
+                           {"resized", resized_labels},
                            {"stopped", stopped},
                            {"diagnostics", diagnostics}};
   auto add_error = [&](const std::string& text) {

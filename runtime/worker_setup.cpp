@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "images/ini.hpp"
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -103,17 +104,36 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
   return spec;
 }
 
-std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin) {
+std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin,
+                            const images::AppConfig& app) {
   std::string text = plugin.dir + "\n";
   // .files.json (installed archives) holds every file's sha256: a new version with the same
   // config.ini still counts as a change. Dev links are judged by their config only.
-  std::vector<std::string> files{plugin.dir + "/config.ini", plugin.dir + "/.files.json"};
-  for (const auto& dir : home.load_options().override_dirs) {
-    files.push_back(dir + "/" + plugin.name + ".ini");
+  if (auto files = read_file(plugin.dir + "/.files.json")) {
+    text += *files + "\n";
   }
-  for (const auto& file : files) {
+  // What the app's workers see of config.ini and its overrides: every key but those of the
+  // other apps' sections and its own numprocesses (workers are added or removed for that);
+  // comments and layout do not count.
+  std::vector<std::string> configs{plugin.dir + "/config.ini"};
+  for (const auto& dir : home.load_options().override_dirs) {
+    configs.push_back(dir + "/" + plugin.name + ".ini");
+  }
+  for (const auto& file : configs) {
     auto content = read_file(file);
-    text += file + "\n" + (content ? *content : std::string("-")) + "\n";
+    text += file + "\n";
+    if (!content) {
+      continue;
+    }
+    for (const auto& entry : images::parse_ini(*content, file).entries) {
+      const bool other_app =
+          (entry.section.rfind("app_", 0) == 0 || entry.section.rfind("extra_daemon_", 0) == 0) &&
+          entry.section != app.section;
+      if (other_app || (entry.section == app.section && entry.key == "numprocesses")) {
+        continue;
+      }
+      text += entry.section + "." + entry.key + "=" + entry.value + "\n";
+    }
   }
   return fmt::format("{:016x}-{}", fnv1a_64(text), text.size());
 }

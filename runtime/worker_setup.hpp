@@ -36,12 +36,14 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app);
 
-// Changes whenever what makes the plugin's config changes: its folder, its config.ini, its
-// override files and its .files.json (which holds every file's sha256), as a 64-bit FNV-1a of
-// them and their length. A reload restarts the apps of plugins whose fingerprint changed. Not
+// Changes whenever what makes APP's workers changes: the plugin's folder, its .files.json
+// (which holds every file's sha256), and the keys of config.ini and its override files but
+// those of the other apps' sections and APP's numprocesses; as a 64-bit FNV-1a of them and
+// their length. A reload restarts the apps whose fingerprint changed. Not
 // a sha256: the supervisor does not link nettle (run_command.hpp), and a plugin's author gains
 // nothing from a crafted collision that shipping any other change would not give.
-std::string plugin_fingerprint(const Home& home, const images::PluginConfig& plugin);
+std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin,
+                            const images::AppConfig& app);
 
 // A plugin cannot widen its own sandbox: `user`, `seccomp`, `writable_paths` and
 // `readonly_paths` must come from an override file the administrator wrote.

@@ -217,6 +217,55 @@ TEST_CASE("C5: 20 reloads under load: zero 5xx, old workers gone within their gr
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("reload restarts only the app whose section changed: numprocesses alone restarts none",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  const std::string second = "[app_second]\n_cmd_and_args = " + testapp_command() +
+                             "\nnumprocesses = 1\ngraceful_timeout = 5\n";
+  home.add_plugin("alpha", testapp_plugin(1) + second);
+  int port = free_port();
+  REQUIRE(home.start(port).exit_code == 0);
+  auto pids_of = [&](const std::string& app) {
+    std::map<int, int> pids;  // worker -> pid
+    const json ps = home.ps();
+    for (const auto& row : ps["processes"]) {
+      if (row["plugin"] == "alpha" && row["app"] == app) {
+        pids[row["worker"].get<int>()] = row["pid"].get<int>();
+      }
+    }
+    return pids;
+  };
+  const auto main_before = pids_of("main");
+  const auto second_before = pids_of("second");
+  auto reload = [&](const std::string& config) {
+    home.add_plugin("alpha", config);
+    auto result = run_mfserv({home.home_arg(), "reload"});
+    INFO(result.out << result.err);
+    CHECK(result.exit_code == 0);
+    return result.out;
+  };
+  // A comment: nothing restarts.
+  CHECK(reload("# a comment\n" + testapp_plugin(1) + second) == "reloaded\n");
+  // Only [app_second]'s numprocesses: one worker more, none replaced.
+  std::string grown = second;
+  grown.replace(grown.find("numprocesses = 1"), 16, "numprocesses = 2");
+  CHECK(reload(testapp_plugin(1) + grown) == "resized alpha/second\nreloaded\n");
+  CHECK(pids_of("second").size() == 2);
+  CHECK(pids_of("second").at(1) == second_before.at(1));
+  CHECK(pids_of("main") == main_before);
+  // A key of [app_second]: only it restarts.
+  CHECK(reload(testapp_plugin(1) + grown + "max_age = 3600\n") ==
+        "restarted alpha/second\nreloaded\n");
+  CHECK(pids_of("second").at(1) != second_before.at(1));
+  CHECK(pids_of("main") == main_before);
+  CHECK(http_get(port, "/alpha/main/").status == 200);
+  CHECK(http_get(port, "/alpha/second/").status == 200);
+  CHECK(home.stop().exit_code == 0);
+}
+
 TEST_CASE("a reload that changes numprocesses adds and removes workers with no failed request",
           "[integration][root][supervision]") {
   if (!require_root()) {
@@ -477,7 +526,7 @@ TEST_CASE("reload waits for the apps it starts and names those that do not start
 
   // A changed app: every worker replaced by the time reload answers.
   const auto good_before = worker_pids(home, "good");
-  home.add_plugin("good", testapp_plugin(2, "# changed\n"));
+  home.add_plugin("good", testapp_plugin(2, "max_age = 3600\n"));
   auto changed = run_mfserv({home.home_arg(), "reload"});
   INFO(changed.out << changed.err);
   CHECK(changed.out.find("restarted good/main") != std::string::npos);

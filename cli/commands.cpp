@@ -400,9 +400,15 @@ int cmd_nginx_conf(const Globals& globals, int port) {
   if (!settings) {
     return k_exit_error;
   }
-  // A running instance keeps the port and nginx user it started with (`run --port`, and
-  // `reload` does not apply them): show its own.
+  // A running instance: the configuration its nginx runs (the last one nginx accepted, with
+  // the plugins a broken edit left as they were), unless another port is asked for.
   const nlohmann::json running = running_service(*home);
+  if (port <= 0 && !running.empty()) {
+    if (auto text = read_file(home->nginx_conf())) {
+      fmt::print("{}", *text);
+      return k_exit_ok;
+    }
+  }
   if (port <= 0 && running.value("port", 0) > 0) {
     settings->port = running["port"].get<int>();
   }
@@ -435,6 +441,8 @@ int cmd_plugin_develop(const Globals& globals, const std::string& dir) {
     fmt::print("it was linked to {} before\n", installed->replaced_link);
   }
   warn_about_new_plugin(*home, installed->home);
+  // Not applied at once, unlike install: a folder under development is linked first, edited,
+  // then started by `mfserv reload`.
   if (runtime::home_is_locked(*home)) {
     fmt::print("mfserv is running: `mfserv reload` starts this plugin\n");
   }

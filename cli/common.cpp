@@ -140,4 +140,28 @@ std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {
   return std::move(report.plugins);
 }
 
+// A running supervisor takes the change at once: `reload` starts, restarts (rolling) or
+// stops only what the change touched.
+void apply_if_running(const runtime::Home& home) {
+  if (!runtime::home_is_locked(home)) {
+    return;
+  }
+  auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}},
+                                      runtime::k_reload_timeout_ms);
+  if (!answer) {
+    print_error("the change is installed, but reloading the running mfserv failed: " +
+                answer.error().describe() + " (run `mfserv reload`)");
+    return;
+  }
+  for (const char* what : {"started", "restarted", "resized", "stopped"}) {
+    for (const auto& label : (*answer)[what]) {
+      fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
+    }
+  }
+  if (!answer->value("ok", false)) {
+    print_error("the change is installed, but the running mfserv reports: " +
+                answer->value("error", std::string("unknown error")));
+  }
+}
+
 }  // namespace mfserv::cli

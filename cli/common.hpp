@@ -33,4 +33,8 @@ void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_
 // Prints every diagnostic; returns the plugins that loaded.
 std::vector<images::PluginConfig> load_and_report(const runtime::Home& home);
 
+// A running supervisor takes a plugin change at once: `reload` starts, restarts (rolling),
+// resizes or stops only what the change touched; prints what it did.
+void apply_if_running(const runtime::Home& home);
+
 }  // namespace mfserv::cli

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
       "start.");
   Globals globals;
   app.add_option("--home", globals.home,
-                 "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root)")
+                 "instance folder (default: $MFSERV_HOME, else /var/lib/mfserv as root, "
+                 "~/.local/share/mfserv otherwise)")
       ->check(non_empty_home);
 
   int port = 0;  // 0: HOME/config/mfserv.ini, else 18868

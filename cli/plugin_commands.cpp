@@ -49,30 +49,6 @@ std::string plugins_lock(const runtime::Home& home) {
   return home.run_dir() + "/plugins.lock";
 }
 
-// A running supervisor takes the change at once: `reload` starts, restarts (rolling) or
-// stops only what the change touched.
-void apply_if_running(const runtime::Home& home) {
-  if (!runtime::home_is_locked(home)) {
-    return;
-  }
-  auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}},
-                                      runtime::k_reload_timeout_ms);
-  if (!answer) {
-    print_error("the change is installed, but reloading the running mfserv failed: " +
-                answer.error().describe() + " (run `mfserv reload`)");
-    return;
-  }
-  for (const char* what : {"started", "restarted", "resized", "stopped"}) {
-    for (const auto& label : (*answer)[what]) {
-      fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
-    }
-  }
-  if (!answer->value("ok", false)) {
-    print_error("the change is installed, but the running mfserv reports: " +
-                answer->value("error", std::string("unknown error")));
-  }
-}
-
 // Stops the plugin's workers (uninstall stops its apps first) and waits until they are gone.
 bool stop_plugin_if_running(const runtime::Home& home, const std::string& name) {
   if (!runtime::home_is_locked(home)) {

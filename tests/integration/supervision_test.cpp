@@ -954,6 +954,12 @@ TEST_CASE("a reload with a broken config keeps that plugin running and says so",
   CHECK(worker_pids(home, "alpha") == pids);
   CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(http_get(port, "/beta/main/").status == 200);
+  // nginx-conf shows what nginx runs, alpha's routes included (it used to regenerate from the
+  // folders and leave alpha out).
+  auto conf = run_mfserv({home.home_arg(), "nginx-conf"});
+  CHECK(conf.exit_code == 0);
+  CHECK(conf.out == read_text(home.path() + "/run/nginx.conf"));
+  CHECK(conf.out.find("app_alpha_main_1.socket") != std::string::npos);
   CHECK(home.stop().exit_code == 0);
 }
 

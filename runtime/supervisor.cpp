@@ -790,10 +790,18 @@ void Supervisor::Impl::start_process(Process& process) {
     schedule_restart(process);
   };
   if (group.kind == Group::Kind::App && !process.listen_fd) {
-    if (auto st = open_worker_socket(process); !st) {  // closed during a crash loop
-      fail_start(st.error());
+    // Closed during a crash loop: this start listens on a socket of its own, renamed over the
+    // path once it answers (mark_ready). Until then nginx is refused and tries another worker,
+    // rather than waiting in a backlog for a start that may fail again.
+    const std::string staging =
+        m_options.home.sockets_dir() + "/.n" + std::to_string(++m_staging_counter);
+    auto fd = bind_worker_socket(staging, process.staging_ino);
+    if (!fd) {
+      fail_start(fd.error());
       return;
     }
+    process.staging_path = staging;
+    process.listen_fd = std::move(*fd);
   }
   isolation::SpawnSpec spec;
   if (group.kind == Group::Kind::Nginx) {
@@ -967,13 +975,14 @@ void Supervisor::Impl::schedule_restart(Process& process) {
       exponent < 0 ? 0 : std::min(k_backoff_first_us << exponent, k_backoff_cap_us);
   process.state = ProcessState::Backoff;
   ++process.restarts;
-  // Crash-looping (C4): its listener closes until the next start, so nginx is refused at once
-  // and passes the request to another worker (or answers 502) rather than leaving the client
-  // in a backlog nobody accepts from until the app's timeout. start_process reopens it.
-  // Not during a replacement: the previous incarnation keeps serving the path meanwhile.
+  // Crash-looping (C4): its listener closes until the next start is ready, so nginx is
+  // refused at once and passes the request to another worker (or answers 502) rather than
+  // leaving the client in a backlog nobody accepts from until the app's timeout.
+  // start_process opens a staging socket. Not during a replacement: the previous incarnation
+  // keeps serving the path meanwhile.
   if (process.group->kind == Group::Kind::App &&
-      process.failures_in_a_row >= k_failures_before_failed_start && process.staging_path.empty() &&
-      process.draining.empty()) {
+      process.failures_in_a_row >= k_failures_before_failed_start && process.draining.empty()) {
+    drop_staging(process);
     process.listen_fd.reset();
   }
   (void)add_timer(process.timer, delay, process);

@@ -724,6 +724,50 @@ TEST_CASE(
   CHECK(home.stop().exit_code == 0);
 }
 
+TEST_CASE("a crash-looping worker that dies before it answers never holds a request",
+          "[integration][root][supervision][C4]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  // Worker 2 lives 2 s and never listens. Its starts used to reopen the app's socket: each
+  // request nginx passed it then waited those 2 s before being retried on worker 1.
+  const std::string command =
+      "/bin/sh -c 'case {unix_socket_path} in *_2.socket) sleep 2; exit "
+      "1;; esac; exec " +
+      testapp_command() + "'";
+  home.add_plugin(
+      "alpha", test_general() + "[app_main]\n_cmd_and_args = " + command + "\nnumprocesses = 2\n");
+  int port = free_port();
+  (void)home.start(port);  // exit 4: worker 2 never starts
+  auto crash_looping = [&] {
+    const json ps = home.ps();
+    for (const auto& row : ps["processes"]) {
+      if (row["worker"] == 2 && row["crash_loop"] == true) {
+        return true;
+      }
+    }
+    return false;
+  };
+  REQUIRE(wait_until(crash_looping, 30s));
+  // Through two more of its starts: every request answered by worker 1 at once.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  std::chrono::milliseconds slowest{0};
+  int requests = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto begin = std::chrono::steady_clock::now();
+    CHECK(http_get(port, "/alpha/main/").status == 200);
+    slowest = std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - begin));
+    ++requests;
+    std::this_thread::sleep_for(50ms);
+  }
+  INFO(requests << " requests, slowest " << slowest.count() << " ms");
+  CHECK(slowest < 1500ms);  // 2 s when held by a start that was going to fail
+  CHECK(home.stop().exit_code == 0);
+  CHECK(fs::is_empty(home.path() + "/run/sockets"));
+}
+
 TEST_CASE("a request that kills its worker is retried once: it takes at most two workers down",
           "[integration][root][supervision]") {
   if (!require_root()) {

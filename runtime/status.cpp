@@ -102,24 +102,28 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
     int held = 0;
   };
   std::map<std::string, Counts> running;
-  std::map<std::string, std::string> problems;
+  std::map<std::string, std::vector<std::string>> problems;  // one line per worker
   for (const auto& row : (*ps)["processes"]) {
     std::string label = row["plugin"].get<std::string>() + "/" + row["app"].get<std::string>();
     Counts& counts = running[label];
     ++counts.total;
+    const int worker = row["worker"].get<int>();
+    // A replacement that fails while the previous version keeps serving (restart, reload).
+    const std::string serving =
+        row.value("draining", 0) > 0 ? ", its previous version still serves" : "";
+    if (row.value("crash_loop", false)) {
+      problems[label].push_back(fmt::format("worker {} crash-loops (last exit: {}{})", worker,
+                                            row.value("last_exit", "?"), serving));
+    }
     if (row["state"] == "running") {
       ++counts.up;
     } else if (row.value("held", false)) {
       ++counts.held;
-    } else {
+    } else if (!row.value("crash_loop", false)) {
       std::string error = row.value("error", std::string());
-      problems[label] = fmt::format(
-          "worker {} is {}{}{}", row["worker"].get<int>(), row["state"].get<std::string>(),
-          row.value("crash_loop", false) ? " (crash loop)" : "", error.empty() ? "" : ": " + error);
-    }
-    if (row.value("crash_loop", false)) {
-      problems[label] = fmt::format("worker {} crash-loops (last exit: {})",
-                                    row["worker"].get<int>(), row.value("last_exit", "?"));
+      problems[label].push_back(fmt::format("worker {} is {}{}{}", worker,
+                                            row["state"].get<std::string>(),
+                                            error.empty() ? "" : ": " + error, serving));
     }
   }
   for (const auto& [label, counts] : running) {
@@ -129,8 +133,9 @@ Result<std::vector<HealthCheck>> check_health(const Home& home) {
       detail +=
           fmt::format(", {} stopped by `mfserv stop` until `mfserv start {}`", counts.held, label);
     }
-    checks.push_back({label, "processes", problem == problems.end(),
-                      problem == problems.end() ? detail : problem->second});
+    checks.push_back(
+        {label, "processes", problem == problems.end(),
+         problem == problems.end() ? detail : fmt::format("{}", fmt::join(problem->second, "; "))});
   }
 
   // The plugins' own HTTP checks, through nginx as a client would.

@@ -58,17 +58,16 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
   SECTION("a crash-looping plugin") {
     home.add_plugin("loop", k_general +
                                 "[extra_daemon_x]\n_cmd_and_args = /bin/sh -c 'exit 2'\n"
-                                "numprocesses = 1\n");
+                                "numprocesses = 2\n");
     REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
     REQUIRE(wait_until(
         [&] {
           auto ps = home.ps();
+          int looping = 0;
           for (const auto& row : ps["processes"]) {
-            if (row["plugin"] == "loop" && row["crash_loop"] == true) {
-              return true;
-            }
+            looping += row["plugin"] == "loop" && row["crash_loop"] == true ? 1 : 0;
           }
-          return false;
+          return looping == 2;
         },
         15s));
     auto status = run_mfserv({home.home_arg(), "status", "--json"});
@@ -78,8 +77,11 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
     CHECK(report["healthy"] == false);
     bool named = false;
     for (const auto& check : report["checks"]) {
-      named = named || (check["subject"] == "loop/x" && check["ok"] == false &&
-                        check["detail"].get<std::string>().find("crash") != std::string::npos);
+      // Each worker named (only the last one was).
+      named =
+          named || (check["subject"] == "loop/x" && check["ok"] == false &&
+                    check["detail"].get<std::string>().find("worker 1 crash-loops (last exit: exit "
+                                                            "2); worker 2 crash-loops") == 0);
     }
     CHECK(named);
   }

@@ -357,6 +357,9 @@ TEST_CASE("a new version that never becomes ready leaves the previous worker ser
       },
       20s));
   CHECK(alive(old_pid));
+  // status says the app still serves, from its previous version.
+  CHECK(run_mfserv({home.home_arg(), "status"}).out.find("its previous version still serves") !=
+        std::string::npos);
   auto response = http_get(port, "/alpha/main/");
   REQUIRE(response.status == 200);
   CHECK(json::parse(response.body)["pid"] != nullptr);

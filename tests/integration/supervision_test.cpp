@@ -645,8 +645,7 @@ TEST_CASE("C4: a worker dying 0.5 s after each start: growing delays, no busy su
   CHECK(row["last_exit"] == "exit 1");
   CHECK(ticks < sysconf(_SC_CLK_TCK));  // under 1 s of CPU in 8 s
   std::string log = read_text(home.path() + "/log/mfserv.log");
-  CHECK(log.find("flaky/extra_daemon_crash worker 1 exited (exit 1), restarting") !=
-        std::string::npos);
+  CHECK(log.find("flaky/crash worker 1 exited (exit 1), restarting") != std::string::npos);
   CHECK(http_get(port, "/good/main/").status == 200);
   CHECK(home.stop().exit_code == 0);
 }
@@ -814,6 +813,34 @@ TEST_CASE("the readiness probe reads the whole answer: no broken pipe in the app
   INFO(log);
   CHECK(log.find("Broken pipe") == std::string::npos);
   CHECK(log.find("BrokenPipeError") == std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("restarting a daemon stops it before its new incarnation starts: never two at once",
+          "[integration][root][supervision][C6]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("bg", test_general() +
+                            "[extra_daemon_consumer]\n_cmd_and_args = /bin/sh -c 'echo start; "
+                            "trap \"echo stop; exit 0\" TERM; while :; do sleep 0.1; done'\n"
+                            "numprocesses = 1\ngraceful_timeout = 5\n");
+  REQUIRE(home.start(free_port()).exit_code == 0);
+  const std::string log = home.path() + "/log/extra_bg_consumer.log";
+  REQUIRE(wait_until([&] { return read_text(log) == "start\n"; }, 5s));
+  auto restarted = run_mfserv({home.home_arg(), "restart", "bg/consumer"});
+  CHECK(restarted.out == "bg/consumer: restarting\n");  // the name ps shows
+  CHECK(wait_until([&] { return read_text(log) == "start\nstop\nstart\n"; }, 10s));
+  INFO(read_text(log));
+  // The same for a reload that changes it: stop, then start.
+  home.add_plugin("bg", test_general() +
+                            "[extra_daemon_consumer]\n_cmd_and_args = /bin/sh -c 'echo start; "
+                            "trap \"echo stop; exit 0\" TERM; while :; do sleep 0.1; done'\n"
+                            "numprocesses = 1\ngraceful_timeout = 4\n");
+  auto reloaded = run_mfserv({home.home_arg(), "reload"});
+  CHECK(reloaded.out == "restarted bg/consumer\nreloaded\n");
+  CHECK(wait_until([&] { return read_text(log) == "start\nstop\nstart\nstop\nstart\n"; }, 10s));
   CHECK(home.stop().exit_code == 0);
 }
 

@@ -332,6 +332,28 @@ int cmd_exec(const Globals& globals, const std::string& target,
   return *code;
 }
 
+namespace {
+
+// tail(1) on FILES: -F follows each file by name, through log rotation and re-creation.
+int exec_tail(const std::vector<std::string>& files, int lines, bool follow) {
+  std::vector<std::string> argv = {"tail", "-n", std::to_string(lines)};
+  if (follow) {
+    argv.push_back("-F");
+  }
+  argv.insert(argv.end(), files.begin(), files.end());
+  std::vector<char*> raw;
+  for (auto& arg : argv) {
+    raw.push_back(arg.data());
+  }
+  raw.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execvp("tail", raw.data());
+  print_error(std::string("running tail failed: ") + std::strerror(errno));
+  return k_exit_error;
+}
+
+}  // namespace
+
 int cmd_logs(const Globals& globals, const std::string& target, int lines, bool follow) {
   auto home = open_home(globals);
   if (!home) {
@@ -343,10 +365,35 @@ int cmd_logs(const Globals& globals, const std::string& target, int lines, bool 
   auto report = images::load_plugins(home->plugins_dir(), home->load_options());
   auto plugin = std::find_if(report.plugins.begin(), report.plugins.end(),
                              [&](const auto& p) { return p.name == plugin_name; });
+  if (plugin == report.plugins.end() && target == "nginx") {
+    // The front's own log, as `ps` lists nginx (its access log is HOME/log/nginx_access.log).
+    return exec_tail({home->log_dir() + "/nginx_error.log"}, lines, follow);
+  }
   if (plugin == report.plugins.end()) {
-    print_error(
-        fmt::format("no plugin '{}' in {} (see `mfserv plugin list`)", plugin_name, home->root));
-    return k_exit_error;
+    // A config that does not load now: a running mfserv still runs its previous version,
+    // whose apps `ps` names.
+    const std::string why = runtime::missing_plugin_message(*home, report, plugin_name);
+    std::vector<std::string> files;
+    if (runtime::home_is_locked(*home)) {
+      if (auto ps = runtime::control_call(*home, {{"cmd", "ps"}})) {
+        for (const auto& row : (*ps)["processes"]) {
+          const std::string app = row.value("app", "");
+          const std::string file =
+              fmt::format("{}/{}_{}_{}.log", home->log_dir(),
+                          row.value("kind", "") == "daemon" ? "extra" : "app", plugin_name, app);
+          if (row.value("plugin", "") == plugin_name && (app_name.empty() || app == app_name) &&
+              std::find(files.begin(), files.end(), file) == files.end() && path_exists(file)) {
+            files.push_back(file);
+          }
+        }
+      }
+    }
+    if (files.empty()) {
+      print_error(why);
+      return k_exit_error;
+    }
+    fmt::print(stderr, "mfserv: warning: {}; the running version's logs follow\n", why);
+    return exec_tail(files, lines, follow);
   }
   std::vector<std::string> files;
   if (app_name.empty()) {
@@ -388,21 +435,7 @@ int cmd_logs(const Globals& globals, const std::string& target, int lines, bool 
   if (files.empty()) {  // follow: tail -F waits for the files
     files = expected;
   }
-  // tail(1): -F follows each file by name, through log rotation and re-creation.
-  std::vector<std::string> argv = {"tail", "-n", std::to_string(lines)};
-  if (follow) {
-    argv.push_back("-F");
-  }
-  argv.insert(argv.end(), files.begin(), files.end());
-  std::vector<char*> raw;
-  for (auto& arg : argv) {
-    raw.push_back(arg.data());
-  }
-  raw.push_back(nullptr);
-  std::fflush(nullptr);
-  ::execvp("tail", raw.data());
-  print_error(std::string("running tail failed: ") + std::strerror(errno));
-  return k_exit_error;
+  return exec_tail(files, lines, follow);
 }
 
 int cmd_nginx_conf(const Globals& globals, int port) {

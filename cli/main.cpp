@@ -51,9 +51,10 @@ int main(int argc, char** argv) {
   logs->add_option("-n,--lines", logs_lines, "how many last lines (default 100)")
       ->check(CLI::Validator(
           [](const std::string& text) {
-            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
+            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty() &&
+                           text.size() <= 9
                        ? std::string()
-                       : "expected a number of lines, 0 or more";
+                       : "expected a number of lines, 0 to 999999999";
           },
           "N"));
   logs->add_flag("-f,--follow", logs_follow, "then print what is appended, until Ctrl-C");

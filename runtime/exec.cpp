@@ -28,7 +28,7 @@ Result<int> exec_in_app(const Home& home, const std::string& plugin_name,
     }
   }
   if (!plugin) {
-    return Error("no plugin named '" + plugin_name + "' is installed (see `mfserv plugin list`)");
+    return Error(missing_plugin_message(home, report, plugin_name));
   }
   const images::AppConfig* app = plugin->find_app(app_name);
   if (!app) {

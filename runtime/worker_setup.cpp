@@ -1,6 +1,7 @@
 #include "runtime/worker_setup.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -151,6 +152,26 @@ Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin
                "]: a plugin cannot widen its own sandbox; an administrator may set these in " +
                home.config_dir() + "/plugins/" + plugin.name + ".ini or /etc/mfserv/plugins/" +
                plugin.name + ".ini");
+}
+
+std::string missing_plugin_message(const Home& home, const images::LoadReport& report,
+                                   const std::string& name) {
+  const std::string link = home.plugins_dir() + "/" + name;
+  std::error_code error;
+  const std::string dir = std::filesystem::canonical(link, error).string();
+  if (name.empty() || name.find('/') != std::string::npos || error) {
+    return "no plugin named '" + name + "' is installed in " + home.root +
+           " (see `mfserv plugin list`)";
+  }
+  for (const auto& diagnostic : report.diagnostics) {
+    if (diagnostic.severity == images::Diagnostic::Severity::Error &&
+        (diagnostic.file.rfind(dir + "/", 0) == 0 ||
+         diagnostic.file.find("/plugins/" + name + ".ini") != std::string::npos)) {
+      return "plugin " + name + " does not load: " + diagnostic.describe() +
+             " (a running mfserv keeps its previous version; fix it, then `mfserv reload`)";
+    }
+  }
+  return "plugin " + name + " does not load (see `mfserv plugin list`)";
 }
 
 std::string app_log_path(const Home& home, const images::PluginConfig& plugin,

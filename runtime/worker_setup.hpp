@@ -50,6 +50,11 @@ std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin
 Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,
                             const images::AppConfig& app);
 
+// Why NAME is not among REPORT's plugins: not installed, or installed with a config that
+// does not load now (its first error, and that a running mfserv keeps its previous version).
+std::string missing_plugin_message(const Home& home, const images::LoadReport& report,
+                                   const std::string& name);
+
 // HOME/log/app_PLUGIN_APP.log, or extra_PLUGIN_NAME.log for an [extra_daemon_NAME]: every
 // worker's stdout and stderr, appended.
 std::string app_log_path(const Home& home, const images::PluginConfig& plugin,

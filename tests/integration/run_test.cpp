@@ -318,7 +318,12 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
   CHECK(run_mfserv({home.home_arg(), "logs", "-n", "1", "alpha/ticker"}).out == "line-3\n");
   auto negative = run_mfserv({home.home_arg(), "logs", "-n", "-3", "alpha"});
   CHECK(negative.exit_code == 2);
-  CHECK(negative.err.find("expected a number of lines, 0 or more") != std::string::npos);
+  CHECK(negative.err.find("expected a number of lines, 0 to 999999999") != std::string::npos);
+  auto huge = run_mfserv({home.home_arg(), "logs", "-n", "99999999999999999999", "alpha"});
+  CHECK(huge.exit_code == 2);
+  CHECK(huge.err.find("expected a number of lines, 0 to 999999999") != std::string::npos);
+  // nginx, as ps lists it: its error log.
+  CHECK(run_mfserv({home.home_arg(), "logs", "-n", "0", "nginx"}).exit_code == 0);
   // The whole plugin: each of its files under a header.
   auto all = run_mfserv({home.home_arg(), "logs", "alpha"});
   CHECK(all.exit_code == 0);
@@ -336,7 +341,8 @@ TEST_CASE("logs shows a plugin's or an app's log and follows it", "[integration]
                       "numprocesses in [app_idle] of ") != std::string::npos);
   auto no_plugin = run_mfserv({home.home_arg(), "logs", "nope"});
   CHECK(no_plugin.exit_code == 1);
-  CHECK(no_plugin.err.find("no plugin 'nope' in " + home.path()) != std::string::npos);
+  CHECK(no_plugin.err.find("no plugin named 'nope' is installed in " + home.path()) !=
+        std::string::npos);
 
   // -f prints what is appended later, until stopped.
   auto following = std::async(std::launch::async, [&] {

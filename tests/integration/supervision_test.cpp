@@ -1035,6 +1035,17 @@ TEST_CASE("a reload with a broken config keeps that plugin running and says so",
   CHECK(worker_pids(home, "alpha") == pids);
   CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(http_get(port, "/beta/main/").status == 200);
+  // logs and exec say why alpha does not load; logs still shows the running version's log.
+  auto logs = run_mfserv({home.home_arg(), "logs", "-n", "1", "alpha/main"});
+  CHECK(logs.exit_code == 0);
+  CHECK(logs.err.find("warning: plugin alpha does not load: " + fs::canonical(dir).string() +
+                      "/config.ini:") != std::string::npos);
+  CHECK(logs.err.find("the running version's logs follow") != std::string::npos);
+  auto exec = run_mfserv({home.home_arg(), "exec", "alpha/main", "--", "true"});
+  CHECK(exec.exit_code != 0);
+  CHECK(exec.err.find("plugin alpha does not load: ") != std::string::npos);
+  CHECK(exec.err.find("a running mfserv keeps its previous version; fix it, then `mfserv "
+                      "reload`") != std::string::npos);
   // nginx-conf shows what nginx runs, alpha's routes included (it used to regenerate from the
   // folders and leave alpha out).
   auto conf = run_mfserv({home.home_arg(), "nginx-conf"});

@@ -1818,6 +1818,13 @@ std::string Supervisor::Impl::reload_settings(nlohmann::json& diagnostics) {
                     "listening on {}",
                     at("port"), settings->port, running.port));
   }
+  if (running.port_from_command_line && settings->lines.count("port") != 0 &&
+      settings->port != running.port) {
+    warn(
+        fmt::format("{}: [nginx] port {} is not used: this mfserv was started with `run --port "
+                    "{}`",
+                    at("port"), settings->port, running.port));
+  }
   if (nginx_worker_user(*settings) != nginx_worker_user(running)) {
     warn(at("user") + ": [nginx] user: takes effect at the next `mfserv run`");
   }
@@ -2042,12 +2049,18 @@ nlohmann::json Supervisor::Impl::reload() {
     start_process(*process);
   }
   sweep();  // TO_RETIRE may dangle from here on
-  nlohmann::json answer = {{"ok", true},
-                           {"started", started},
-                           {"restarted", restarted},
-                           {"resized", resized_labels},
-                           {"stopped", stopped},
-                           {"diagnostics", diagnostics}};
+  const auto front_text = [&](const FrontSettings& settings) {
+    return nginx::render(front_config(home, settings), {});
+  };
+  nlohmann::json answer = {
+      {"ok", true},
+      {"settings",
+       front_text(previous_front) != front_text(m_options.front) ? settings_path(home) : ""},
+      {"started", started},
+      {"restarted", restarted},
+      {"resized", resized_labels},
+      {"stopped", stopped},
+      {"diagnostics", diagnostics}};
   auto add_error = [&](const std::string& text) {
     answer["ok"] = false;
     answer["error"] =

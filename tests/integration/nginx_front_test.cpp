@@ -442,6 +442,7 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
 
   auto no_ids = reload("[nginx]\nadd_x_forwarded_headers = 0\nadd_request_id_header = 0\n", true);
   CHECK(no_ids.exit_code == 0);
+  CHECK(no_ids.out == "applied " + home.path() + "/config/mfserv.ini\nreloaded\n");
   auto bare = get(port, "/alpha/main/", "X-Request-Id: client-chosen\r\n");
   CHECK(bare.status == 200);
   CHECK(bare.headers.count("x-request-id") == 0);
@@ -472,8 +473,12 @@ TEST_CASE("mfserv.ini's header switches and a broken mfserv.ini at reload: same 
   fs::remove(ini);
 
   // nginx's user only changes at the next run (the worker sockets' group follows it).
-  auto user = reload("[nginx]\n# the workers' sockets follow it\nuser = nobody\n", true);
+  auto user = reload("[nginx]\nport = 1\nuser = nobody\n", true);
   CHECK(user.exit_code == 0);
+  CHECK(user.err.find(ini +
+                      ":2: [nginx] port 1 is not used: this mfserv was started with `run "
+                      "--port " +
+                      std::to_string(port) + "`") != std::string::npos);
   CHECK(user.err.find(ini + ":3: [nginx] user: takes effect at the next `mfserv run`") !=
         std::string::npos);
   // nginx-conf shows the running instance's user, as nginx has it.

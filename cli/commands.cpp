@@ -205,14 +205,7 @@ int cmd_control(const Globals& globals, const std::string& command, const std::s
   if (command == "reload") {
     // What the reload did, failed or not: a broken mfserv.ini or plugin fails it, while the
     // other plugins' changes still apply.
-    if (const std::string file = answer->value("settings", ""); !file.empty()) {
-      fmt::print("applied {}\n", file);
-    }
-    for (const char* what : {"started", "restarted", "resized", "stopped"}) {
-      for (const auto& label : answer->value(what, json::array())) {
-        fmt::print("{} {}\n", what, label.get<std::string>());
-      }
-    }
+    print_reload_answer(*answer, "");
   }
   if (!answer->value("ok", false)) {
     print_error(answer->value("error", std::string("failed")));

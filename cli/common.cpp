@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.hpp"
 #include "runtime/control.hpp"
 #include "runtime/front.hpp"
 #include "runtime/worker_setup.hpp"
@@ -142,25 +143,41 @@ std::vector<images::PluginConfig> load_and_report(const runtime::Home& home) {
 
 // A running supervisor takes the change at once: `reload` starts, restarts (rolling) or
 // stops only what the change touched.
-void apply_if_running(const runtime::Home& home) {
+int apply_if_running(const runtime::Home& home, const std::string& what_changed) {
   if (!runtime::home_is_locked(home)) {
-    return;
+    return k_exit_ok;
   }
   auto answer = runtime::control_call(home, {{"cmd", "reload"}, {"target", ""}},
                                       runtime::k_reload_timeout_ms);
   if (!answer) {
-    print_error("the change is installed, but reloading the running mfserv failed: " +
+    print_error(what_changed + ", but reloading the running mfserv failed: " +
                 answer.error().describe() + " (run `mfserv reload`)");
-    return;
+    return k_exit_error;
   }
-  for (const char* what : {"started", "restarted", "resized", "stopped"}) {
-    for (const auto& label : (*answer)[what]) {
-      fmt::print("running mfserv: {} {}\n", what, label.get<std::string>());
-    }
+  for (const auto& line : answer->value("diagnostics", nlohmann::json::array())) {
+    fmt::print(stderr, "mfserv: {}\n", line.get<std::string>());
   }
+  print_reload_answer(*answer, "running mfserv: ");
   if (!answer->value("ok", false)) {
-    print_error("the change is installed, but the running mfserv reports: " +
+    print_error(what_changed + ", but the running mfserv reports: " +
                 answer->value("error", std::string("unknown error")));
+    return answer->value("start_failed_only", false) ? k_exit_apps_failed : k_exit_error;
+  }
+  return k_exit_ok;
+}
+
+void print_reload_answer(const nlohmann::json& answer, const std::string& prefix) {
+  if (const std::string file = answer.value("settings", ""); !file.empty()) {
+    fmt::print("{}applied {}\n", prefix, file);
+  }
+  // An app reported as not started is named once, in the error.
+  const nlohmann::json not_started = answer.value("not_started", nlohmann::json::array());
+  for (const char* what : {"started", "restarted", "resized", "stopped"}) {
+    for (const auto& label : answer.value(what, nlohmann::json::array())) {
+      if (std::find(not_started.begin(), not_started.end(), label) == not_started.end()) {
+        fmt::print("{}{} {}\n", prefix, what, label.get<std::string>());
+      }
+    }
   }
 }
 

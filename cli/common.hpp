@@ -34,7 +34,10 @@ void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_
 std::vector<images::PluginConfig> load_and_report(const runtime::Home& home);
 
 // A running supervisor takes a plugin change at once: `reload` starts, restarts (rolling),
-// resizes or stops only what the change touched; prints what it did.
-void apply_if_running(const runtime::Home& home);
+// resizes or stops only what the change touched; prints what it did. WHAT_CHANGED begins the
+// error message ("the change is installed"). Returns the exit code (4: apps did not start).
+int apply_if_running(const runtime::Home& home, const std::string& what_changed);
+// What a reload answer did, one line each, PREFIX first.
+void print_reload_answer(const nlohmann::json& answer, const std::string& prefix);
 
 }  // namespace mfserv::cli

@@ -150,8 +150,7 @@ int cmd_plugin_install(const Globals& globals, const std::string& file, bool for
     fmt::print("plugin {} {}-{} installed in {}\n", plugin.name, plugin.version, plugin.release,
                plugin.home);
   }
-  apply_if_running(*home);
-  return k_exit_ok;
+  return apply_if_running(*home, "the plugin is installed");
 }
 
 int cmd_plugin_hotswap(const Globals& globals, const std::string& file) {
@@ -188,8 +187,7 @@ int cmd_plugin_uninstall(const Globals& globals, const std::string& name) {
   } else {
     fmt::print("plugin {} uninstalled\n", name);
   }
-  apply_if_running(*home);
-  return k_exit_ok;
+  return apply_if_running(*home, "the plugin is uninstalled and its workers are stopped");
 }
 
 }  // namespace mfserv::cli

@@ -111,6 +111,12 @@ Result<nlohmann::json> control_call(const Home& home, const nlohmann::json& requ
   if (!line) {
     return line.error();
   }
+  if (line->empty()) {
+    return Error("the supervisor of " + home.root +
+                 " closed the connection without answering: it has probably exited (see `mfserv "
+                 "--home " +
+                 home.root + " status`)");
+  }
   nlohmann::json answer;
   try {
     answer = nlohmann::json::parse(*line);

@@ -236,7 +236,7 @@ class Supervisor::Impl {
   bool nginx_applied();
   void wait_for_reload(UniqueFd fd, nlohmann::json answer);
   bool settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t now);
-  void answer_reload_waiters();
+  void answer_reload_waiters(const std::string& unfinished = "");
   std::string start_failure(const Group& group, bool& pending) const;
   static int on_reload_timer(sd_event_source*, uint64_t, void* data);
   std::uint64_t m_staging_counter = 0;  // names replacement sockets: run/sockets/.nN
@@ -1431,6 +1431,17 @@ void Supervisor::Impl::release_group(Group& group) {
 // or the last ones marked removed (the caller stops them; sweep() erases them once gone).
 std::vector<Process*> Supervisor::Impl::resize_group(Group& group, int numprocesses) {
   std::vector<Process*> added;
+  // A rolling restart goes on with the workers that stay; those added start with the new
+  // configuration already and are not replaced again.
+  if (!group.rolling.empty()) {
+    const int front = group.rolling.front();
+    std::erase_if(group.rolling, [&](int wid) { return wid > numprocesses; });
+    if (front > numprocesses && !group.rolling.empty()) {
+      if (Process* next = find_process(group, group.rolling.front())) {
+        replace_process(*next, "restart");
+      }
+    }
+  }
   for (auto& process : group.processes) {
     if (process->wid > numprocesses) {
       process->removed = true;
@@ -1632,9 +1643,17 @@ bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t 
   return true;
 }
 
-// At shutdown, or when no timer can be armed: every waiting client gets its answer as it is.
-void Supervisor::Impl::answer_reload_waiters() {
+// At shutdown, or when no timer can be armed: every waiting client gets its answer now,
+// failed with UNFINISHED when that is why.
+void Supervisor::Impl::answer_reload_waiters(const std::string& unfinished) {
   for (auto& waiter : m_reload_waiters) {
+    if (!unfinished.empty()) {
+      nlohmann::json& answer = waiter.answer;
+      answer["ok"] = false;
+      answer["error"] = answer.contains("error")
+                            ? answer["error"].get<std::string>() + "; " + unfinished
+                            : unfinished;
+    }
     control_write_answer(waiter.fd.get(), waiter.answer);
   }
   m_reload_waiters.clear();
@@ -1752,6 +1771,16 @@ void Supervisor::Impl::sweep() {
       if (!shared) {
         if (auto st = m_cgroups->remove(group.cgroup); !st) {
           m_log.warn(st.error().describe());
+        }
+        // The plugin's own level (HOME's root/PLUGIN) goes with its last app.
+        const std::string plugin_cgroup = group.cgroup.substr(0, group.cgroup.rfind('/'));
+        const bool last = std::none_of(m_groups.begin(), m_groups.end(), [&](const auto& other) {
+          return other.get() != &group && other->cgroup.rfind(plugin_cgroup + "/", 0) == 0;
+        });
+        if (last && plugin_cgroup != m_options.home.cgroup_root()) {
+          if (auto st = m_cgroups->remove(plugin_cgroup); !st) {
+            m_log.warn(st.error().describe());
+          }
         }
       }
       it = m_groups.erase(it);
@@ -2090,7 +2119,8 @@ void Supervisor::Impl::begin_shutdown(const std::string& reason) {
   }
   m_shutting_down = true;
   m_log.info("stopping (" + reason + ")");
-  answer_reload_waiters();  // nginx and the apps stop: nothing to wait for
+  answer_reload_waiters("mfserv is stopping (" + reason +
+                        "): what the reload started or restarted may not have become ready");
   sd_notify(0, "STOPPING=1");
   ::unlink(m_options.home.running_flag().c_str());
   for (auto& group : m_groups) {

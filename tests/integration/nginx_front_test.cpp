@@ -766,6 +766,14 @@ TEST_CASE("C15: a fragment nginx rejects is refused with nginx's error quoted",
     std::this_thread::sleep_for(500ms);  // a stop would have begun by now
     CHECK(answered_by(get(port, "/leaving/main/")) == "leaving/main");
     CHECK(processes_mentioning(home.path() + "/run/sockets/app_broken_main").empty());
+    // Uninstalling meanwhile stops the plugin, but the reload it needs is refused: not a
+    // success (it used to exit 0).
+    auto uninstalled = run_mfserv({home.home_arg(), "plugin", "uninstall", "good"});
+    CHECK(uninstalled.exit_code == 1);
+    CHECK(uninstalled.err.find("the plugin is uninstalled and its workers are stopped, but the "
+                               "running mfserv reports: ") != std::string::npos);
+    home.add_plugin("good", testapp_plugin(1));  // back, and started again
+    CHECK(run_mfserv({home.home_arg(), "start", "good"}).exit_code == 0);
     CHECK(get(port, "/__health").status == 200);
     CHECK(get(port, "/broken/main/").status == 404);
 

@@ -468,6 +468,9 @@ TEST_CASE("reload adds and removes plugins without touching the others",
   CHECK(wait_until(
       [&] { return processes_mentioning(home.path() + "/run/sockets/app_beta_main").empty(); },
       15s));
+  // Its cgroups go with it, the plugin's own level included (it used to stay until stop).
+  CHECK(wait_until([&] { return !fs::exists(home.instance_cgroup_v1_memory() + "/beta"); }, 10s));
+  CHECK(fs::exists(home.instance_cgroup_v1_memory() + "/alpha"));
   CHECK(home.stop().exit_code == 0);
 }
 
@@ -513,8 +516,8 @@ TEST_CASE("reload waits for the apps it starts and names those that do not start
                              "[app_main]\n_cmd_and_args = /bin/sh -c 'exit 3'\nnumprocesses = 1\n");
   auto reload = run_mfserv({home.home_arg(), "reload"});
   INFO(reload.out << reload.err);
-  CHECK(reload.exit_code == 4);  // as `run --detach` when apps fail to start
-  CHECK(reload.out.find("started bad/main\nstarted good/main\n") != std::string::npos);
+  CHECK(reload.exit_code == 4);                // as `run --detach` when apps fail to start
+  CHECK(reload.out == "started good/main\n");  // bad/main is named once, as not started
   CHECK(reload.err.find("bad/main did not start (worker 1: exit 3; see `mfserv logs bad/main`)") !=
         std::string::npos);
   // good's two workers were ready when reload answered.
@@ -549,6 +552,76 @@ TEST_CASE("reload waits for the apps it starts and names those that do not start
                         "serving; see `mfserv logs alpha/main`)") != std::string::npos);
   CHECK(http_get(port, "/alpha/main/").status == 200);
   CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("shrinking an app during its rolling restart ends the restart for the workers removed",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(3, "\n[custom]\nstart_seconds = 2\n"));
+  REQUIRE(home.start(free_port()).exit_code == 0);
+  const std::string override_file = home.path() + "/config/plugins/alpha.ini";
+  write_text(override_file, "[custom]\nstart_seconds = 1.5\n");
+  auto rolling = std::async(std::launch::async, [&] {
+    return run_mfserv({home.home_arg(), "reload"});
+  });
+  std::this_thread::sleep_for(2500ms);  // worker 1 replaced, worker 2 being replaced
+  write_text(override_file, "[custom]\nstart_seconds = 1.5\n[app_main]\nnumprocesses = 1\n");
+  auto shrunk = run_mfserv({home.home_arg(), "reload"});
+  INFO(shrunk.out << shrunk.err);
+  CHECK(shrunk.exit_code == 0);
+  CHECK(shrunk.out == "resized alpha/main\nreloaded\n");
+  CHECK(shrunk.err.find("not ready") == std::string::npos);  // it used to wait 10 s for it
+  auto first = rolling.get();
+  INFO(first.out << first.err);
+  CHECK(first.exit_code == 0);
+  CHECK(first.err.find("not ready") == std::string::npos);
+  // Grown again: the new worker is not replaced by what is left of the restart.
+  write_text(override_file, "[custom]\nstart_seconds = 1.5\n[app_main]\nnumprocesses = 2\n");
+  const std::size_t log_before = read_text(home.path() + "/log/mfserv.log").size();
+  auto grown = run_mfserv({home.home_arg(), "reload"});
+  INFO(grown.out << grown.err);
+  CHECK(grown.out == "resized alpha/main\nreloaded\n");
+  CHECK(grown.err.find("not ready") == std::string::npos);
+  std::this_thread::sleep_for(2500ms);
+  CHECK(read_text(home.path() + "/log/mfserv.log").find("worker 2: replacing", log_before) ==
+        std::string::npos);
+  CHECK(home.stop().exit_code == 0);
+}
+
+TEST_CASE("a reload waiting for its apps gets a clear error when mfserv stops or dies meanwhile",
+          "[integration][root][supervision]") {
+  if (!require_root()) {
+    return;
+  }
+  TempHome home;
+  home.add_plugin("alpha", testapp_plugin(1, "\n[custom]\nstart_seconds = 0\n"));
+  REQUIRE(home.start(free_port()).exit_code == 0);
+  write_text(home.path() + "/config/plugins/alpha.ini", "[custom]\nstart_seconds = 30\n");
+  auto reload = std::async(std::launch::async, [&] {
+    return run_mfserv({home.home_arg(), "reload"});
+  });
+  std::this_thread::sleep_for(1s);
+  SECTION("stop") {
+    CHECK(home.stop().exit_code == 0);
+    auto answer = reload.get();
+    INFO(answer.out << answer.err);
+    CHECK(answer.exit_code == 1);  // it used to say "reloaded"
+    CHECK(answer.err.find("mfserv is stopping (stop requested): what the reload started or "
+                          "restarted may not have become ready") != std::string::npos);
+  }
+  SECTION("kill -9") {
+    const int supervisor = home.ps()["service"]["pid"];
+    REQUIRE(::kill(supervisor, SIGKILL) == 0);
+    auto answer = reload.get();
+    INFO(answer.out << answer.err);
+    CHECK(answer.exit_code == 1);
+    CHECK(answer.err.find("closed the connection without answering: it has probably exited") !=
+          std::string::npos);
+    CHECK(home.stop().exit_code == 0);  // what it left
+  }
 }
 
 TEST_CASE("kill -9 of one of two workers every 200 ms: no failed GET",

@@ -375,8 +375,7 @@ int cmd_logs(const Globals& globals, const std::string& target, int lines, bool 
         for (const auto& row : (*ps)["processes"]) {
           const std::string app = row.value("app", "");
           const std::string file =
-              fmt::format("{}/{}_{}_{}.log", home->log_dir(),
-                          row.value("kind", "") == "daemon" ? "extra" : "app", plugin_name, app);
+              runtime::app_log_path(*home, plugin_name, app, row.value("kind", "") != "daemon");
           if (row.value("plugin", "") == plugin_name && (app_name.empty() || app == app_name) &&
               std::find(files.begin(), files.end(), file) == files.end() && path_exists(file)) {
             files.push_back(file);

@@ -79,15 +79,16 @@ void warn_about_new_plugin(const runtime::Home& home, const std::string& plugin_
   }
   // The workers run as the mfserv user (unless an override names another): a folder on the
   // way it cannot traverse makes every worker fail at start.
-  if (const struct passwd* pw = ::getpwnam("mfserv")) {
+  if (const struct passwd* pw = ::getpwnam(runtime::k_default_worker_user)) {
     const std::string blocking = untraversable_dir(load.plugin->dir, pw->pw_uid, pw->pw_gid, true);
     struct stat st {};
     if (!blocking.empty() && ::stat(blocking.c_str(), &st) == 0) {
       fmt::print(stderr,
-                 "mfserv: warning: the workers' user (mfserv) cannot reach {}: {} is mode {:04o}; "
+                 "mfserv: warning: the workers' user ({}) cannot reach {}: {} is mode {:04o}; "
                  "run `chmod o+x {}` or keep the plugin in a folder it can traverse (its workers "
                  "will not start until then)\n",
-                 load.plugin->dir, blocking, st.st_mode & 07777, blocking);
+                 runtime::k_default_worker_user, load.plugin->dir, blocking, st.st_mode & 07777,
+                 blocking);
     }
   }
   // A node plugin with dependencies needs its node_modules: `plugin build` runs npm install,

@@ -61,6 +61,19 @@ constexpr std::uint64_t k_reload_ready_wait_us = 10 * k_usec_per_sec;
 constexpr std::uint64_t k_backlog_poll_us = 20 * 1000;
 constexpr std::uint64_t k_backlog_fallback_us = 500 * 1000;
 
+// Three exits in a row without a stable run: a failed start at `run` or `reload`, a crash
+// loop in `ps`, and a closed listener until the next start answers.
+bool failing_repeatedly(const Process& process) {
+  return process.failures_in_a_row >= k_failures_before_failed_start;
+}
+
+// A control answer failed with TEXT, after any error it already had.
+void add_error(nlohmann::json& answer, const std::string& text) {
+  answer["ok"] = false;
+  answer["error"] =
+      answer.contains("error") ? answer["error"].get<std::string>() + "; " + text : text;
+}
+
 std::uint64_t now_us() {
   struct timespec ts {};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -112,12 +125,13 @@ class Supervisor::Impl {
   void build_groups();
   Status prepare_group_cgroup(Group& group);
   Status open_worker_socket(Process& process);
+  Result<UniqueFd> bind_staging_socket(Process& process);
   Status prepare_group_sandbox(Group& group);
   Status write_nginx_conf();
   Status setup_event_loop();
 
   std::unique_ptr<Group> make_group(const std::shared_ptr<const images::PluginConfig>& plugin,
-                                    const images::AppConfig& app);
+                                    const images::AppConfig& app, std::string fingerprint);
   std::unique_ptr<Process> make_process(Group& group, int wid);
   Status prepare_group(Group& group);
 
@@ -235,6 +249,7 @@ class Supervisor::Impl {
   EventSource m_reload_timer;
   bool nginx_applied();
   void wait_for_reload(UniqueFd fd, nlohmann::json answer);
+  void arm_reload_timer();
   bool settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t now);
   void answer_reload_waiters(const std::string& unfinished = "");
   std::string start_failure(const Group& group, bool& pending) const;
@@ -415,7 +430,8 @@ Status Supervisor::Impl::check_port() const {
 }
 
 std::unique_ptr<Group> Supervisor::Impl::make_group(
-    const std::shared_ptr<const images::PluginConfig>& plugin, const images::AppConfig& app) {
+    const std::shared_ptr<const images::PluginConfig>& plugin, const images::AppConfig& app,
+    std::string fingerprint) {
   const Home& home = m_options.home;
   bool is_app = app.kind == images::AppConfig::Kind::App;
   auto group = std::make_unique<Group>();
@@ -423,7 +439,7 @@ std::unique_ptr<Group> Supervisor::Impl::make_group(
   group->plugin_holder = plugin;
   group->plugin = plugin.get();
   group->app = &app;
-  group->fingerprint = app_fingerprint(home, *plugin, app);
+  group->fingerprint = std::move(fingerprint);
   group->label = plugin->name + "/" + app.name;  // as `ps` names it (names are unique)
   group->cgroup = app_cgroup(home, *plugin, app);
   group->log_path = app_log_path(home, *plugin, app);
@@ -475,9 +491,10 @@ void Supervisor::Impl::build_groups() {
   std::string root = home.cgroup_root();
   for (const auto& plugin : m_plugins) {
     auto holder = std::make_shared<const images::PluginConfig>(plugin);
+    auto fingerprints = app_fingerprints(home, *holder);
     for (const auto& app : holder->apps) {
       if (app.numprocesses > 0) {
-        m_groups.push_back(make_group(holder, app));
+        m_groups.push_back(make_group(holder, app, fingerprints[app.section]));
       }
     }
   }
@@ -574,6 +591,18 @@ Status Supervisor::Impl::open_worker_socket(Process& process) {
   }
   process.listen_fd = std::move(*fd);
   return {};
+}
+
+// A socket of PROCESS's own (run/sockets/.nN, its staging_path) for a start that must not
+// take the worker's path before it answers; promote_staging() renames it over the path.
+Result<UniqueFd> Supervisor::Impl::bind_staging_socket(Process& process) {
+  const std::string staging =
+      m_options.home.sockets_dir() + "/.n" + std::to_string(++m_staging_counter);
+  auto fd = bind_worker_socket(staging, process.staging_ino);
+  if (fd) {
+    process.staging_path = staging;
+  }
+  return fd;
 }
 
 // A listening unix socket at PATH, replacing a stale socket (never another kind of file),
@@ -793,14 +822,11 @@ void Supervisor::Impl::start_process(Process& process) {
     // Closed during a crash loop: this start listens on a socket of its own, renamed over the
     // path once it answers (mark_ready). Until then nginx is refused and tries another worker,
     // rather than waiting in a backlog for a start that may fail again.
-    const std::string staging =
-        m_options.home.sockets_dir() + "/.n" + std::to_string(++m_staging_counter);
-    auto fd = bind_worker_socket(staging, process.staging_ino);
+    auto fd = bind_staging_socket(process);
     if (!fd) {
       fail_start(fd.error());
       return;
     }
-    process.staging_path = staging;
     process.listen_fd = std::move(*fd);
   }
   isolation::SpawnSpec spec;
@@ -988,8 +1014,8 @@ void Supervisor::Impl::schedule_restart(Process& process) {
   // leaving the client in a backlog nobody accepts from until the app's timeout.
   // start_process opens a staging socket. Not during a replacement: the previous incarnation
   // keeps serving the path meanwhile.
-  if (process.group->kind == Group::Kind::App &&
-      process.failures_in_a_row >= k_failures_before_failed_start && process.draining.empty()) {
+  if (process.group->kind == Group::Kind::App && failing_repeatedly(process) &&
+      process.draining.empty()) {
     drop_staging(process);
     process.listen_fd.reset();
   }
@@ -1154,7 +1180,7 @@ void Supervisor::Impl::check_startup(bool deadline_passed) {
       if (process->ready || group_failed) {
         continue;
       }
-      if (process->failures_in_a_row >= k_failures_before_failed_start || deadline_passed) {
+      if (failing_repeatedly(*process) || deadline_passed) {
         group_failed = true;
       } else {
         return;  // still starting
@@ -1236,16 +1262,13 @@ void Supervisor::Impl::replace_process(Process& process, const std::string& reas
   if (process.listen_fd) {
     // The new incarnation listens on a socket of its own, probed there: the old one keeps
     // the path (and nginx's connections) until the new one answers.
-    std::string staging =
-        m_options.home.sockets_dir() + "/.n" + std::to_string(++m_staging_counter);
-    auto fd = bind_worker_socket(staging, process.staging_ino);
+    auto fd = bind_staging_socket(process);
     if (!fd) {
       m_log.error(group.label + ": " + fd.error().describe());
       return;
     }
     old->listen_fd = std::move(process.listen_fd);
     process.listen_fd = std::move(*fd);
-    process.staging_path = staging;
   }
   old->process = &process;
   old->pid = process.pid;
@@ -1556,14 +1579,21 @@ bool Supervisor::Impl::nginx_applied() {
 void Supervisor::Impl::wait_for_reload(UniqueFd fd, nlohmann::json answer) {
   m_reload_waiters.push_back({std::move(fd), std::move(answer), now_us() + k_reload_ready_wait_us});
   if (!m_reload_timer.active()) {
-    sd_event_source* source = nullptr;
-    if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, k_nginx_apply_tick_us, 1000,
-                                   on_reload_timer, this) < 0) {
-      answer_reload_waiters();
-      return;
-    }
-    m_reload_timer = EventSource(source);
+    arm_reload_timer();
   }
+}
+
+// The next look at the waiting reloads: often while nginx takes its configuration, less once
+// only readiness is left. Without a timer they are answered at once, as they are.
+void Supervisor::Impl::arm_reload_timer() {
+  const std::uint64_t tick = m_nginx_apply_deadline_us != 0 ? k_nginx_apply_tick_us : 20 * 1000;
+  sd_event_source* source = nullptr;
+  if (sd_event_add_time_relative(m_event, &source, CLOCK_MONOTONIC, tick, 1000, on_reload_timer,
+                                 this) < 0) {
+    answer_reload_waiters();
+    return;
+  }
+  m_reload_timer = EventSource(source);  // replaces (and frees) the previous one
 }
 
 // Why GROUP, started or restarted by a reload, did not start ("" if it did not fail);
@@ -1578,8 +1608,7 @@ std::string Supervisor::Impl::start_failure(const Group& group, bool& pending) c
         (process->ready && process->staging_path.empty() && process->pending_replace.empty())) {
       continue;
     }
-    if (process->failures_in_a_row >= k_failures_before_failed_start ||
-        process->state == ProcessState::Failed) {
+    if (failing_repeatedly(*process) || process->state == ProcessState::Failed) {
       return fmt::format("worker {}: {}", process->wid,
                          !process->last_error.empty() ? process->last_error
                          : process->last_exit.empty() ? std::string("did not start")
@@ -1633,11 +1662,8 @@ bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t 
   if (!failed.empty()) {
     // Only apps failed to start (exit 4, as `run --detach`), or the reload failed as well.
     answer["start_failed_only"] = answer.value("ok", false);
-    answer["ok"] = false;
     answer["not_started"] = not_started;
-    const std::string text = fmt::format("{}", fmt::join(failed, "; "));
-    answer["error"] =
-        answer.contains("error") ? answer["error"].get<std::string>() + "; " + text : text;
+    add_error(answer, fmt::format("{}", fmt::join(failed, "; ")));
   }
   control_write_answer(waiter.fd.get(), answer);
   return true;
@@ -1648,11 +1674,7 @@ bool Supervisor::Impl::settle_reload_waiter(ReloadWaiter& waiter, std::uint64_t 
 void Supervisor::Impl::answer_reload_waiters(const std::string& unfinished) {
   for (auto& waiter : m_reload_waiters) {
     if (!unfinished.empty()) {
-      nlohmann::json& answer = waiter.answer;
-      answer["ok"] = false;
-      answer["error"] = answer.contains("error")
-                            ? answer["error"].get<std::string>() + "; " + unfinished
-                            : unfinished;
+      add_error(waiter.answer, unfinished);
     }
     control_write_answer(waiter.fd.get(), waiter.answer);
   }
@@ -1683,16 +1705,7 @@ int Supervisor::Impl::on_reload_timer(sd_event_source*, uint64_t, void* data) {
     self->m_reload_timer.reset();
     return 0;
   }
-  // Readiness takes longer than nginx: a slower tick once nginx is done.
-  const std::uint64_t tick =
-      self->m_nginx_apply_deadline_us != 0 ? k_nginx_apply_tick_us : 20 * 1000;
-  sd_event_source* source = nullptr;
-  if (sd_event_add_time_relative(self->m_event, &source, CLOCK_MONOTONIC, tick, 1000,
-                                 on_reload_timer, self) < 0) {
-    self->answer_reload_waiters();
-    return 0;
-  }
-  self->m_reload_timer = EventSource(source);  // replaces (and frees) this one
+  self->arm_reload_timer();
   return 0;
 }
 
@@ -1773,14 +1786,9 @@ void Supervisor::Impl::sweep() {
           m_log.warn(st.error().describe());
         }
         // The plugin's own level (HOME's root/PLUGIN) goes with its last app.
-        const std::string plugin_cgroup = group.cgroup.substr(0, group.cgroup.rfind('/'));
-        const bool last = std::none_of(m_groups.begin(), m_groups.end(), [&](const auto& other) {
-          return other.get() != &group && other->cgroup.rfind(plugin_cgroup + "/", 0) == 0;
-        });
-        if (last && plugin_cgroup != m_options.home.cgroup_root()) {
-          if (auto st = m_cgroups->remove(plugin_cgroup); !st) {
-            m_log.warn(st.error().describe());
-          }
+        if (auto st = m_cgroups->remove_if_empty(group.cgroup.substr(0, group.cgroup.rfind('/')));
+            !st) {
+          m_log.warn(st.error().describe());
         }
       }
       it = m_groups.erase(it);
@@ -1883,8 +1891,10 @@ nlohmann::json Supervisor::Impl::reload() {
   std::vector<Process*> fresh;  // workers a higher numprocesses adds
   std::string failed;           // apps that cannot start, and why
   std::vector<std::shared_ptr<const images::PluginConfig>> holders;
+  std::map<std::string, std::map<std::string, std::string>> fingerprints;  // plugin, section
   for (const auto& plugin : report.plugins) {
     holders.push_back(std::make_shared<const images::PluginConfig>(plugin));
+    fingerprints[plugin.name] = app_fingerprints(home, plugin);
   }
   auto find_app = [&](const std::string& plugin, const std::string& section)
       -> std::pair<std::shared_ptr<const images::PluginConfig>, const images::AppConfig*> {
@@ -1930,9 +1940,6 @@ nlohmann::json Supervisor::Impl::reload() {
     m_hidden_plugins = hidden_plugin_dirs(home, m_plugins);
     m_options.front = previous_front;
     return {{"ok", false},
-            {"started", nlohmann::json::array()},
-            {"restarted", nlohmann::json::array()},
-            {"stopped", nlohmann::json::array()},
             {"diagnostics", diagnostics},
             {"error", st.error().describe() +
                           " (nothing changed: nginx and every app keep their previous "
@@ -1953,14 +1960,14 @@ nlohmann::json Supervisor::Impl::reload() {
       to_retire.push_back(group.get());
       continue;
     }
-    std::string fingerprint = app_fingerprint(home, *holder, *app);
+    const std::string fingerprint = fingerprints[holder->name][app->section];
     const bool same_config = fingerprint == group->fingerprint;
     if (same_config && app->numprocesses == group->app->numprocesses) {
       continue;
     }
     // Same app, new config: the group keeps its sockets and takes the new settings; a new
     // numprocesses adds workers or removes the last ones, and alone restarts no other.
-    auto replacement = make_group(holder, *app);
+    auto replacement = make_group(holder, *app, fingerprint);
     group->plugin_holder = holder;
     group->plugin = holder.get();
     group->app = app;
@@ -2007,7 +2014,7 @@ nlohmann::json Supervisor::Impl::reload() {
         }
       }
       if (!exists) {
-        added.push_back(make_group(holder, app));
+        added.push_back(make_group(holder, app, fingerprints[holder->name][app.section]));
       }
     }
   }
@@ -2034,13 +2041,13 @@ nlohmann::json Supervisor::Impl::reload() {
       process->stop_after_nginx = true;
     }
   }
-  std::vector<Group*> reshaped = to_restart;
-  reshaped.insert(reshaped.end(), resized.begin(), resized.end());
-  for (Group* group : reshaped) {
-    for (auto& process : group->processes) {
-      if (process->removed && !process->stop_after_nginx) {
-        m_log.info(fmt::format("reload: {} worker {} removed", group->label, process->wid));
-        process->stop_after_nginx = true;
+  for (const auto* groups : {&to_restart, &resized}) {
+    for (Group* group : *groups) {
+      for (auto& process : group->processes) {
+        if (process->removed && !process->stop_after_nginx) {
+          m_log.info(fmt::format("reload: {} worker {} removed", group->label, process->wid));
+          process->stop_after_nginx = true;
+        }
       }
     }
   }
@@ -2090,21 +2097,14 @@ nlohmann::json Supervisor::Impl::reload() {
       {"resized", resized_labels},
       {"stopped", stopped},
       {"diagnostics", diagnostics}};
-  auto add_error = [&](const std::string& text) {
-    answer["ok"] = false;
-    answer["error"] =
-        (answer.contains("error") ? answer["error"].get<std::string>() + "; " : "") + text;
-  };
   if (!settings_error.empty()) {
-    add_error(settings_error);
+    add_error(answer, settings_error);
   }
   if (!failed.empty()) {
-    add_error("cannot start " + failed);
+    add_error(answer, "cannot start " + failed);
   }
   if (!broken.empty()) {
-    answer["ok"] = false;
-    answer["error"] = (answer.contains("error") ? answer["error"].get<std::string>() + "; " : "") +
-                      "plugins with errors keep running their previous configuration: " + broken;
+    add_error(answer, "plugins with errors keep running their previous configuration: " + broken);
   }
   return answer;
 }
@@ -2321,7 +2321,7 @@ nlohmann::json Supervisor::Impl::handle_request(const nlohmann::json& request) {
 bool crash_looping(const Process& process, std::uint64_t now) {
   const bool stable =
       process.ready && process.pid > 0 && now - process.started_us >= k_stable_after_us;
-  return process.failures_in_a_row >= k_failures_before_failed_start && !stable;
+  return failing_repeatedly(process) && !stable;
 }
 
 nlohmann::json Supervisor::Impl::ps_json() {

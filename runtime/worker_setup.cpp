@@ -105,28 +105,37 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
   return spec;
 }
 
-std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin,
-                            const images::AppConfig& app) {
-  std::string text = plugin.dir + "\n";
+std::map<std::string, std::string> app_fingerprints(const Home& home,
+                                                    const images::PluginConfig& plugin) {
+  std::string common = plugin.dir + "\n";
   // .files.json (installed archives) holds every file's sha256: a new version with the same
   // config.ini still counts as a change. Dev links are judged by their config only.
   if (auto files = read_file(plugin.dir + "/.files.json")) {
-    text += *files + "\n";
+    common += *files + "\n";
   }
-  // What the app's workers see of config.ini and its overrides: every key but those of the
+  // What an app's workers see of config.ini and its overrides: every key but those of the
   // other apps' sections and its own numprocesses (workers are added or removed for that);
-  // comments and layout do not count.
+  // comments and layout do not count. Each file is read and parsed once for every app.
   std::vector<std::string> configs{plugin.dir + "/config.ini"};
   for (const auto& dir : home.load_options().override_dirs) {
     configs.push_back(dir + "/" + plugin.name + ".ini");
   }
+  std::vector<images::IniEntry> entries;
   for (const auto& file : configs) {
-    auto content = read_file(file);
-    text += file + "\n";
-    if (!content) {
-      continue;
+    entries.push_back({"", "", "", file, 0});  // where each file starts, present or not
+    if (auto content = read_file(file)) {
+      auto parsed = images::parse_ini(*content, file).entries;
+      entries.insert(entries.end(), parsed.begin(), parsed.end());
     }
-    for (const auto& entry : images::parse_ini(*content, file).entries) {
+  }
+  std::map<std::string, std::string> fingerprints;
+  for (const auto& app : plugin.apps) {
+    std::string text = common;
+    for (const auto& entry : entries) {
+      if (entry.key.empty()) {
+        text += entry.file + "\n";
+        continue;
+      }
       const bool other_app =
           (entry.section.rfind("app_", 0) == 0 || entry.section.rfind("extra_daemon_", 0) == 0) &&
           entry.section != app.section;
@@ -135,8 +144,9 @@ std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin
       }
       text += entry.section + "." + entry.key + "=" + entry.value + "\n";
     }
+    fingerprints[app.section] = fmt::format("{:016x}-{}", fnv1a_64(text), text.size());
   }
-  return fmt::format("{:016x}-{}", fnv1a_64(text), text.size());
+  return fingerprints;
 }
 
 Status check_sandbox_policy(const Home& home, const images::PluginConfig& plugin,
@@ -176,9 +186,12 @@ std::string missing_plugin_message(const Home& home, const images::LoadReport& r
 
 std::string app_log_path(const Home& home, const images::PluginConfig& plugin,
                          const images::AppConfig& app) {
-  const bool is_app = app.kind == images::AppConfig::Kind::App;
-  return home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin.name + "_" + app.name +
-         ".log";
+  return app_log_path(home, plugin.name, app.name, app.kind == images::AppConfig::Kind::App);
+}
+
+std::string app_log_path(const Home& home, const std::string& plugin, const std::string& name,
+                         bool is_app) {
+  return home.log_dir() + "/" + (is_app ? "app_" : "extra_") + plugin + "_" + name + ".log";
 }
 
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,

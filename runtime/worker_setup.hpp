@@ -2,6 +2,7 @@
 // its environment and the shape of its sandbox.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,14 +37,15 @@ isolation::SandboxSpec sandbox_spec(const Home& home,
                                     const images::PluginConfig& plugin,
                                     const images::AppConfig& app);
 
-// Changes whenever what makes APP's workers changes: the plugin's folder, its .files.json
-// (which holds every file's sha256), and the keys of config.ini and its override files but
-// those of the other apps' sections and APP's numprocesses; as a 64-bit FNV-1a of them and
-// their length. A reload restarts the apps whose fingerprint changed. Not
+// For each app of PLUGIN (by section), what changes whenever what makes its workers changes:
+// the plugin's folder, its .files.json (which holds every file's sha256), and the keys of
+// config.ini and its override files but those of the other apps' sections and the app's
+// numprocesses; as a 64-bit FNV-1a of them and their length. A reload restarts the apps whose
+// fingerprint changed. Not
 // a sha256: the supervisor does not link nettle (run_command.hpp), and a plugin's author gains
 // nothing from a crafted collision that shipping any other change would not give.
-std::string app_fingerprint(const Home& home, const images::PluginConfig& plugin,
-                            const images::AppConfig& app);
+std::map<std::string, std::string> app_fingerprints(const Home& home,
+                                                    const images::PluginConfig& plugin);
 
 // A plugin cannot widen its own sandbox: `user`, `seccomp`, `writable_paths` and
 // `readonly_paths` must come from an override file the administrator wrote.
@@ -59,6 +61,9 @@ std::string missing_plugin_message(const Home& home, const images::LoadReport& r
 // worker's stdout and stderr, appended.
 std::string app_log_path(const Home& home, const images::PluginConfig& plugin,
                          const images::AppConfig& app);
+// The same from names, as `ps` gives them (IS_APP false: an extra daemon).
+std::string app_log_path(const Home& home, const std::string& plugin, const std::string& name,
+                         bool is_app);
 
 // The app's cgroup, relative to the hierarchy root.
 std::string app_cgroup(const Home& home, const images::PluginConfig& plugin,

@@ -302,6 +302,18 @@ std::string test_general() {
          "_url = https://example.invalid\n_maintainer = tests\n_vendor = tests\n\n";
 }
 
+int crash_looping_workers(TempHome& home, const std::string& plugin, int worker) {
+  int looping = 0;
+  const nlohmann::json ps = home.ps();  // held: a range-for over home.ps()[...] would dangle
+  for (const auto& row : ps["processes"]) {
+    looping += row["plugin"] == plugin && (worker == 0 || row["worker"] == worker) &&
+                       row["crash_loop"] == true
+                   ? 1
+                   : 0;
+  }
+  return looping;
+}
+
 std::string testapp_plugin(int numprocesses, const std::string& extra) {
   return test_general() + "[app_main]\n_cmd_and_args = " + testapp_command() +
          "\nnumprocesses = " + std::to_string(numprocesses) + "\ngraceful_timeout = 5\n" + extra;

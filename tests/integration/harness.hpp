@@ -80,6 +80,8 @@ std::string testapp_command();
 void copy_fixtures(const std::string& dir);
 // The [general] section of a test plugin, then a blank line.
 std::string test_general();
+// How many workers of PLUGIN (only worker WORKER when not 0) `ps` shows as crash-looping.
+int crash_looping_workers(TempHome& home, const std::string& plugin, int worker = 0);
 // A plugin of NUMPROCESSES testapp workers (graceful_timeout 5) with EXTRA lines in [app_main].
 std::string testapp_plugin(int numprocesses, const std::string& extra = "");
 

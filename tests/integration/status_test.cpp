@@ -62,16 +62,7 @@ TEST_CASE("C17: status is zero when all is well, non-zero for each kind of troub
     // 4 when its third exit came before reload answered (it waits for what it starts).
     const int reloaded = run_mfserv({home.home_arg(), "reload"}).exit_code;
     CHECK((reloaded == 0 || reloaded == 4));
-    REQUIRE(wait_until(
-        [&] {
-          auto ps = home.ps();
-          int looping = 0;
-          for (const auto& row : ps["processes"]) {
-            looping += row["plugin"] == "loop" && row["crash_loop"] == true ? 1 : 0;
-          }
-          return looping == 2;
-        },
-        15s));
+    REQUIRE(wait_until([&] { return crash_looping_workers(home, "loop") == 2; }, 15s));
     auto status = run_mfserv({home.home_arg(), "status", "--json"});
     INFO(status.out);
     CHECK(status.exit_code == 1);

@@ -777,16 +777,11 @@ TEST_CASE(
                               "1\ntimeout = 30\n");
   int port = free_port();
   (void)home.start(port);  // exit 4: some workers failed to start
-  auto crash_looping = [&](const std::string& plugin) {
-    const json ps = home.ps();
-    for (const auto& row : ps["processes"]) {
-      if (row["plugin"] == plugin && row["crash_loop"] == true) {
-        return true;
-      }
-    }
-    return false;
-  };
-  REQUIRE(wait_until([&] { return crash_looping("half") && crash_looping("down"); }, 15s));
+  REQUIRE(wait_until(
+      [&] {
+        return crash_looping_workers(home, "half") > 0 && crash_looping_workers(home, "down") > 0;
+      },
+      15s));
   // Between its restarts: every GET is served by worker 1.
   for (int i = 0; i < 20; ++i) {
     auto response = http_get(port, "/half/main/");
@@ -815,16 +810,7 @@ TEST_CASE("a crash-looping worker that dies before it answers never holds a requ
       "alpha", test_general() + "[app_main]\n_cmd_and_args = " + command + "\nnumprocesses = 2\n");
   int port = free_port();
   (void)home.start(port);  // exit 4: worker 2 never starts
-  auto crash_looping = [&] {
-    const json ps = home.ps();
-    for (const auto& row : ps["processes"]) {
-      if (row["worker"] == 2 && row["crash_loop"] == true) {
-        return true;
-      }
-    }
-    return false;
-  };
-  REQUIRE(wait_until(crash_looping, 30s));
+  REQUIRE(wait_until([&] { return crash_looping_workers(home, "alpha", 2) == 1; }, 30s));
   // Through two more of its starts: every request answered by worker 1 at once.
   auto deadline = std::chrono::steady_clock::now() + 5s;
   std::chrono::milliseconds slowest{0};
